@@ -1,0 +1,177 @@
+//! The AADSTS error catalog and Entra's error envelope:
+//! `{"error","error_description","error_codes","timestamp","trace_id","correlation_id","error_uri"}`
+//! with the description's `\r\nTrace ID: …\r\nCorrelation ID: …\r\nTimestamp: …` tail.
+
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode};
+use serde_json::json;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// One catalog entry. `{0}`, `{1}`, … in the template are filled from the arguments.
+#[derive(Debug, Clone, Copy)]
+pub struct CatalogEntry {
+    pub code: u32,
+    pub error: &'static str,
+    pub status: u16,
+    pub template: &'static str,
+}
+
+/// Every AADSTS code the emulator produces. Statuses marked unconfirmed in the reference
+/// follow RFC 6749: 401 for `invalid_client`/`unauthorized_client`, 400 otherwise.
+pub const CATALOG: &[CatalogEntry] = &[
+    CatalogEntry { code: 90002, error: "invalid_tenant", status: 400, template: "Tenant '{0}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud. Check with your subscription administrator, this may happen if there are no active subscriptions for the tenant." },
+    CatalogEntry { code: 900023, error: "invalid_request", status: 400, template: "Specified tenant identifier '{0}' is neither a valid DNS name, nor a valid external domain." },
+    CatalogEntry { code: 700016, error: "unauthorized_client", status: 401, template: "Application with identifier '{0}' was not found in the directory '{1}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant." },
+    CatalogEntry { code: 50194, error: "invalid_request", status: 400, template: "Application '{0}'({1}) isn't configured as a multitenant application. Usage of the /common endpoint isn't supported for such applications created after '10/15/2018'. Use a tenant-specific endpoint or configure the application to be multitenant." },
+    CatalogEntry { code: 9001023, error: "invalid_request", status: 400, template: "The grant type isn't supported over the /common or /consumers endpoints. Please use the /organizations or tenant-specific endpoint." },
+    CatalogEntry { code: 7000215, error: "invalid_client", status: 401, template: "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{0}'." },
+    CatalogEntry { code: 7000222, error: "invalid_client", status: 401, template: "The provided client secret keys for app '{0}' are expired. Visit the Azure Portal to create new keys for your app, or consider using certificate credentials for added security: https://aka.ms/certCreds" },
+    CatalogEntry { code: 7000218, error: "invalid_client", status: 401, template: "The request body must contain the following parameter: 'client_assertion' or 'client_secret'." },
+    CatalogEntry { code: 700025, error: "invalid_client", status: 401, template: "Client is public so neither 'client_assertion' nor 'client_secret' should be presented." },
+    CatalogEntry { code: 700027, error: "invalid_client", status: 401, template: "{0} [Reason - {1}, Thumbprint of key used by client: '{2}'{3}, Please visit the Azure Portal, Graph Explorer or directly use MS Graph to see configured keys for app Id '{4}'. Review the documentation at https://docs.microsoft.com/en-us/graph/deployments if you are not using a national cloud such as 'https://graph.microsoft.com/beta/applications/{4}'.]" },
+    CatalogEntry { code: 700024, error: "invalid_client", status: 401, template: "Client assertion is not within its valid time range. Current time: {0}, assertion valid from {1}, expiry time of assertion {2}. Review the documentation at https://learn.microsoft.com/entra/identity-platform/certificate-credentials ." },
+    CatalogEntry { code: 700023, error: "invalid_client", status: 401, template: "Client assertion audience claim does not match Realm issuer." },
+    CatalogEntry { code: 700021, error: "invalid_client", status: 401, template: "Client assertion application identifier doesn't match 'client_id' parameter." },
+    CatalogEntry { code: 50048, error: "invalid_client", status: 401, template: "Subject mismatches Issuer claim in the client assertion." },
+    CatalogEntry { code: 50027, error: "invalid_request", status: 400, template: "JWT token is invalid or malformed." },
+    CatalogEntry { code: 900144, error: "invalid_request", status: 400, template: "The request body must contain the following parameter: '{0}'." },
+    CatalogEntry { code: 70003, error: "unsupported_grant_type", status: 400, template: "The app requested an unsupported grant type '{0}'." },
+    CatalogEntry { code: 1002012, error: "invalid_scope", status: 400, template: "The provided value for scope {0} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)." },
+    CatalogEntry { code: 70011, error: "invalid_scope", status: 400, template: "The provided value for the input parameter 'scope' is not valid. The scope {0} is not valid." },
+    CatalogEntry { code: 500011, error: "invalid_resource", status: 400, template: "The resource principal named {0} was not found in the tenant named {1}. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant." },
+    CatalogEntry { code: 9002313, error: "invalid_request", status: 400, template: "Invalid request. Request is malformed or invalid. {0}" },
+    CatalogEntry { code: 50049, error: "invalid_instance", status: 400, template: "Unknown or invalid instance." },
+];
+
+/// Looks a code up in the catalog.
+pub fn entry(code: u32) -> Option<&'static CatalogEntry> {
+    CATALOG.iter().find(|e| e.code == code)
+}
+
+/// An Entra error ready to be rendered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AadError {
+    pub code: u32,
+    pub error: &'static str,
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl AadError {
+    /// Builds the catalog error `code` with its template filled from `args`.
+    pub fn new(code: u32, args: &[&str]) -> AadError {
+        let Some(e) = entry(code) else {
+            // A missing entry is a programming error; render it as a server error, not a panic.
+            return AadError {
+                code,
+                error: "server_error",
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                message: format!("Unknown error {code}."),
+            };
+        };
+        let mut message = e.template.to_string();
+        for (i, a) in args.iter().enumerate() {
+            message = message.replace(&format!("{{{i}}}"), a);
+        }
+        AadError {
+            code,
+            error: e.error,
+            status: StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
+            message,
+        }
+    }
+
+    /// The same code with a message of its own (e.g. 90002's empty-GUID wording).
+    pub fn with_message(code: u32, message: impl Into<String>) -> AadError {
+        AadError {
+            message: message.into(),
+            ..AadError::new(code, &[])
+        }
+    }
+
+    pub fn code_name(&self) -> String {
+        format!("AADSTS{}", self.code)
+    }
+
+    /// Renders the envelope. `error_uri` uses the host the client called.
+    pub fn render(&self, ctx: &ErrorContext) -> Response {
+        let ts = format_timestamp(ctx.now);
+        let trace_id = Uuid::new_v4().to_string();
+        let description = format!(
+            "AADSTS{}: {}\r\nTrace ID: {}\r\nCorrelation ID: {}\r\nTimestamp: {}",
+            self.code, self.message, trace_id, ctx.correlation_id, ts
+        );
+        let body = json!({
+            "error": self.error,
+            "error_description": description,
+            "error_codes": [self.code],
+            "timestamp": ts,
+            "trace_id": trace_id,
+            "correlation_id": ctx.correlation_id,
+            "error_uri": format!("{}/error?code={}", ctx.origin, self.code),
+        });
+        let mut resp = (self.status, body.to_string()).into_response();
+        super::token_headers(
+            resp.headers_mut(),
+            &trace_id,
+            ctx.client_request_id.as_deref(),
+        );
+        resp
+    }
+}
+
+/// What an error rendering needs from the request.
+#[derive(Debug, Clone)]
+pub struct ErrorContext {
+    pub origin: String,
+    pub correlation_id: String,
+    pub client_request_id: Option<String>,
+    pub now: OffsetDateTime,
+}
+
+/// `YYYY-MM-DD HH:MM:SSZ`, as in Entra's `timestamp` field.
+pub fn format_timestamp(t: OffsetDateTime) -> String {
+    let f = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]Z");
+    t.format(&f).unwrap_or_default()
+}
+
+/// `2025-08-29T05:47:32.1501147Z`, as in AADSTS700024 (seven fractional digits).
+pub fn format_precise(t: OffsetDateTime) -> String {
+    let f = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:7]Z"
+    );
+    t.format(&f).unwrap_or_default()
+}
+
+pub fn header_value(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_template_placeholder_is_filled_by_its_constructor_arity() {
+        for e in CATALOG {
+            assert!(e.status == 400 || e.status == 401, "{}", e.code);
+            let filled = AadError::new(e.code, &["a", "b", "c", "d", "e"]);
+            assert!(
+                !filled.message.contains('{'),
+                "{}: {}",
+                e.code,
+                filled.message
+            );
+        }
+        let codes: std::collections::HashSet<u32> = CATALOG.iter().map(|e| e.code).collect();
+        assert_eq!(codes.len(), CATALOG.len(), "duplicate codes");
+    }
+
+    #[test]
+    fn timestamps_match_entra_formats() {
+        let t = time::macros::datetime!(2025-08-29 05:47:32.150114 UTC);
+        assert_eq!(format_timestamp(t), "2025-08-29 05:47:32Z");
+        assert_eq!(format_precise(t), "2025-08-29T05:47:32.1501140Z");
+    }
+}

@@ -1,0 +1,113 @@
+//! Entra ID (Azure AD): token endpoints (v1 and v2), client-assertion validation, access-token
+//! minting, OIDC discovery, JWKS and instance discovery, with Entra's error catalog.
+
+pub mod assertion;
+pub mod discovery;
+pub mod errors;
+pub mod mint;
+pub mod token;
+
+use std::sync::Arc;
+
+use axum::routing::{get, post};
+use axum::Router;
+use http::{HeaderMap, HeaderValue};
+use uuid::Uuid;
+
+use crate::state::{Core, Directory};
+use crate::world::{is_dns_name, Tenant};
+use errors::{header_value, AadError};
+
+pub fn router() -> Router<Arc<Core>> {
+    Router::new()
+        .route("/{tenant}/oauth2/token", post(token::token_v1))
+        .route("/{tenant}/oauth2/v2.0/token", post(token::token_v2))
+        .route(
+            "/{tenant}/.well-known/openid-configuration",
+            get(discovery::openid_configuration_v1),
+        )
+        .route(
+            "/{tenant}/v2.0/.well-known/openid-configuration",
+            get(discovery::openid_configuration_v2),
+        )
+        .route("/{tenant}/discovery/keys", get(discovery::jwks_v1))
+        .route("/{tenant}/discovery/v2.0/keys", get(discovery::jwks_v2))
+        .route(
+            "/{tenant}/discovery/instance",
+            get(discovery::instance_discovery),
+        )
+}
+
+/// The `{tenant}` path segment, resolved.
+#[derive(Debug, Clone, Copy)]
+pub enum TenantRef<'a> {
+    Tenant(&'a Tenant),
+    /// `common`, `organizations` or `consumers` (lower-case).
+    Alias(&'static str),
+}
+
+/// Resolves a `{tenant}` segment: an alias, a GUID or a domain of a world tenant.
+pub fn resolve_tenant<'d>(dir: &'d Directory, segment: &str) -> Result<TenantRef<'d>, AadError> {
+    for alias in ["common", "organizations", "consumers"] {
+        if segment.eq_ignore_ascii_case(alias) {
+            return Ok(TenantRef::Alias(alias));
+        }
+    }
+    if let Ok(id) = Uuid::parse_str(segment) {
+        if id.is_nil() {
+            return Err(AadError::with_message(
+                90002,
+                format!("Requested tenant identifier '{segment}' is not valid. Tenant identifiers may not be an empty GUID."),
+            ));
+        }
+    } else if !is_dns_name(segment) {
+        return Err(AadError::new(900023, &[segment]));
+    }
+    dir.tenant(segment)
+        .map(TenantRef::Tenant)
+        .ok_or_else(|| AadError::new(90002, &[segment]))
+}
+
+/// Headers Entra puts on token and error responses.
+pub fn token_headers(h: &mut HeaderMap, trace_id: &str, client_request_id: Option<&str>) {
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    h.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store, no-cache"),
+    );
+    h.insert(http::header::PRAGMA, HeaderValue::from_static("no-cache"));
+    h.insert(http::header::EXPIRES, HeaderValue::from_static("-1"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        "strict-transport-security",
+        HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+    );
+    h.insert("x-ms-request-id", header_value(trace_id));
+    h.insert(
+        "x-ms-ests-server",
+        HeaderValue::from_static("m365-emulator"),
+    );
+    if let Some(id) = client_request_id {
+        h.insert("client-request-id", header_value(id));
+    }
+}
+
+/// The `client-request-id` a client sent (header, or MSAL Node's query/body copies).
+pub fn client_request_id(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
+    let from_header = headers
+        .get("client-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    from_header
+        .or_else(|| {
+            let q = crate::http::form::parse_form(query?.as_bytes()).ok()?;
+            q.get("client-request-id").map(str::to_string)
+        })
+        .filter(|id| Uuid::parse_str(id).is_ok())
+}

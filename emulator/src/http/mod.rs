@@ -1,0 +1,120 @@
+//! Listeners (HTTPS and plain HTTP, HTTP/1.1 and HTTP/2) and the plumbing every service
+//! shares: connection facts, the request origin, bounded body reading, and the outcome record
+//! a handler leaves on its response for the journal.
+
+pub mod form;
+pub mod listener;
+
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use bytes::Bytes;
+use http::request::Parts;
+use http_body_util::BodyExt;
+
+/// Facts about the connection a request arrived on, inserted by the listener.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    pub scheme: Scheme,
+    pub local: SocketAddr,
+    pub peer: SocketAddr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
+/// The authority the client addressed: the `Host` header (HTTP/1.1) or the URI authority
+/// (HTTP/2), else the local socket address.
+pub fn authority(parts: &Parts) -> String {
+    if let Some(a) = parts.uri.authority() {
+        return a.as_str().to_string();
+    }
+    if let Some(h) = parts
+        .headers
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+    {
+        if !h.is_empty() && h.chars().all(|c| c.is_ascii_graphic()) {
+            return h.to_string();
+        }
+    }
+    parts
+        .extensions
+        .get::<ConnInfo>()
+        .map(|c| c.local.to_string())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// `scheme://authority` of the request, e.g. `https://127.0.0.1:8443`.
+pub fn origin(parts: &Parts) -> String {
+    let scheme = parts
+        .extensions
+        .get::<ConnInfo>()
+        .map_or(Scheme::Https, |c| c.scheme);
+    format!("{}://{}", scheme.as_str(), authority(parts))
+}
+
+/// The host part of the authority, without port.
+pub fn host_without_port(authority: &str) -> &str {
+    if let Some(rest) = authority.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum BodyError {
+    TooLarge,
+    Broken,
+}
+
+/// Reads a request body up to `limit` bytes.
+pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, BodyError> {
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(BodyError::TooLarge)
+        }
+        Err(_) => Err(BodyError::Broken),
+    }
+}
+
+/// What a handler did, left as a response extension for the journal and tests.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    /// `service.operation`, e.g. `entra.token`.
+    pub operation: &'static str,
+    pub tenant: Option<String>,
+    pub client_id: Option<String>,
+    pub user: Option<String>,
+    /// The `uti` of an issued or presented token.
+    pub token_id: Option<String>,
+    /// The service error code, e.g. `AADSTS7000215`.
+    pub error_code: Option<String>,
+    /// For token requests: the decoded client-assertion header and claims (no signature).
+    pub assertion: Option<serde_json::Value>,
+}
+
+impl Outcome {
+    pub fn new(operation: &'static str) -> Outcome {
+        Outcome {
+            operation,
+            ..Default::default()
+        }
+    }
+}

@@ -1,0 +1,355 @@
+//! # m365-emulator
+//!
+//! A local, offline emulator of the Microsoft cloud endpoints a Microsoft 365 / Teams daemon
+//! talks to. Start it as a binary (`m365-emulator serve`) or embed it in tests:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), m365_emulator::StartError> {
+//! let emulator = m365_emulator::Emulator::builder().start().await?;
+//! println!("Entra authority: {}/contoso.onmicrosoft.com", emulator.https_uri());
+//! # Ok(()) }
+//! ```
+
+pub mod admin;
+pub mod clock;
+pub mod entra;
+pub mod http;
+pub mod jose;
+pub mod pki;
+pub mod ready;
+pub mod settings;
+pub mod signing;
+pub mod state;
+pub mod world;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::response::IntoResponse;
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use clock::Clock;
+pub use ready::ReadyInfo;
+pub use settings::{Overrides, Settings};
+pub use state::Core;
+pub use world::World;
+
+/// Why the emulator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    World(#[from] world::WorldError),
+    #[error(transparent)]
+    Settings(#[from] settings::SettingsError),
+    #[error(transparent)]
+    Pki(#[from] pki::PkiError),
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot create a temporary state directory: {0}")]
+    TempDir(std::io::Error),
+}
+
+/// Configures and starts an [`Emulator`]. Library defaults: the embedded default world, free
+/// ports on 127.0.0.1, and a temporary state directory removed when the emulator is dropped.
+#[derive(Debug, Default)]
+pub struct EmulatorBuilder {
+    world: Option<World>,
+    overrides: Overrides,
+    default_ports: (u16, u16),
+}
+
+impl EmulatorBuilder {
+    /// Serves this world instead of the embedded default.
+    pub fn world(mut self, world: World) -> Self {
+        self.world = Some(world);
+        self
+    }
+
+    /// Keeps CA, certificates and keys in `dir` (reused on the next start).
+    pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.overrides.state_dir = Some(dir.into());
+        self
+    }
+
+    /// Generates every RSA key from this seed: reproducible thumbprints and `kid`s.
+    pub fn key_seed(mut self, seed: u64) -> Self {
+        self.overrides.key_seed = Some(seed);
+        self
+    }
+
+    pub fn https_port(mut self, port: u16) -> Self {
+        self.overrides.https_port = Some(port);
+        self
+    }
+
+    pub fn http_port(mut self, port: u16) -> Self {
+        self.overrides.http_port = Some(port);
+        self
+    }
+
+    /// Also writes the ready file here (it is always written to `state_dir/ready.json`).
+    pub fn ready_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.overrides.ready_file = Some(path.into());
+        self
+    }
+
+    /// Replaces all overrides at once (what the CLI does).
+    pub fn overrides(mut self, overrides: Overrides) -> Self {
+        self.overrides = overrides;
+        self
+    }
+
+    /// Ports used when neither an override nor the world file names one (0 = free port).
+    pub fn default_ports(mut self, https: u16, http: u16) -> Self {
+        self.default_ports = (https, http);
+        self
+    }
+
+    /// Binds the listeners, seeds the world, writes the ready file and starts serving.
+    pub async fn start(self) -> Result<Emulator, StartError> {
+        let world = match self.world {
+            Some(w) => w,
+            None => World::default_world()?,
+        };
+        let mut overrides = self.overrides;
+        let temp = if overrides.state_dir.is_none() {
+            let t = tempfile::Builder::new()
+                .prefix("m365-emulator-")
+                .tempdir()
+                .map_err(StartError::TempDir)?;
+            overrides.state_dir = Some(t.path().to_path_buf());
+            Some(t)
+        } else {
+            None
+        };
+        let settings = Settings::resolve(overrides, &world.server, self.default_ports)?;
+        let bind = settings.bind;
+        let https_addr = SocketAddr::new(bind, settings.https_port);
+        let http_addr = SocketAddr::new(bind, settings.http_port);
+        let https_listener =
+            TcpListener::bind(https_addr)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: https_addr,
+                    source,
+                })?;
+        let http_listener =
+            TcpListener::bind(http_addr)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: http_addr,
+                    source,
+                })?;
+        let https_local = https_listener
+            .local_addr()
+            .map_err(|source| StartError::Bind {
+                addr: https_addr,
+                source,
+            })?;
+        let http_local = http_listener
+            .local_addr()
+            .map_err(|source| StartError::Bind {
+                addr: http_addr,
+                source,
+            })?;
+
+        // Key generation is CPU-bound; keep it off the async workers.
+        let core = tokio::task::spawn_blocking(move || Core::new(settings, world))
+            .await
+            .map_err(|e| StartError::Pki(pki::PkiError::Rsa(e.to_string())))??;
+        let core = Arc::new(core);
+        let tls = core.pki.tls_server_config(&tls_names(&core, bind))?;
+
+        let router = router(core.clone());
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let tasks = vec![
+            tokio::spawn(http::listener::serve(
+                https_listener,
+                Some(tls),
+                router.clone(),
+                shutdown_rx.clone(),
+            )),
+            tokio::spawn(http::listener::serve(
+                http_listener,
+                None,
+                router,
+                shutdown_rx,
+            )),
+        ];
+        let host = url_host(https_local);
+        let https_url = format!("https://{host}:{}", https_local.port());
+        let http_url = format!("http://{host}:{}", http_local.port());
+        let ready = ReadyInfo::build(&core, &https_url, &http_url);
+        let mut ready_paths = vec![core.state_dir.join("ready.json")];
+        ready_paths.extend(core.settings.ready_file.clone());
+        for p in &ready_paths {
+            ready.write(p)?;
+        }
+        Ok(Emulator {
+            core,
+            https_local,
+            http_local,
+            ready,
+            ready_paths,
+            shutdown_tx,
+            tasks,
+            _temp: temp,
+        })
+    }
+}
+
+fn url_host(addr: SocketAddr) -> String {
+    match addr.ip() {
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => "127.0.0.1".to_string(),
+        std::net::IpAddr::V4(ip) => ip.to_string(),
+    }
+}
+
+/// Host names the TLS certificate covers: loopback, the bind address, and the Microsoft hosts
+/// the emulator serves (for clients that reach it by a real host name).
+fn tls_names(core: &Core, bind: std::net::IpAddr) -> Vec<String> {
+    let mut names: Vec<String> = [
+        "localhost",
+        "127.0.0.1",
+        "::1",
+        "login.microsoftonline.com",
+        "login.windows.net",
+        "login.microsoft.com",
+        "sts.windows.net",
+        "manage.office.com",
+        "graph.microsoft.com",
+        "api.skypeforbusiness.com",
+        "*.communication.azure.com",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if !bind.is_loopback() && !bind.is_unspecified() {
+        names.push(bind.to_string());
+    }
+    for acs in &core.initial_directory().world.acs {
+        if !names.contains(&acs.host) {
+            names.push(acs.host.clone());
+        }
+    }
+    names
+}
+
+/// All services and the control plane on one router.
+pub fn router(core: Arc<Core>) -> Router {
+    Router::new()
+        .merge(entra::router())
+        .merge(admin::router())
+        .fallback(not_found)
+        .with_state(core)
+}
+
+async fn not_found(uri: axum::http::Uri) -> axum::response::Response {
+    let body = serde_json::json!({"error": {"code": "NotFound", "message": format!("m365-emulator serves no resource at {}", uri.path())}});
+    let mut resp = (axum::http::StatusCode::NOT_FOUND, axum::Json(body)).into_response();
+    resp.extensions_mut().insert(http::Outcome::new("unrouted"));
+    resp
+}
+
+/// A running emulator. Dropping it stops the listeners and removes the ready files.
+pub struct Emulator {
+    core: Arc<Core>,
+    https_local: SocketAddr,
+    http_local: SocketAddr,
+    ready: ReadyInfo,
+    ready_paths: Vec<PathBuf>,
+    shutdown_tx: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl std::fmt::Debug for Emulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Emulator")
+            .field("https", &self.ready.https_url)
+            .finish()
+    }
+}
+
+impl Emulator {
+    /// A builder with library defaults.
+    pub fn builder() -> EmulatorBuilder {
+        EmulatorBuilder::default()
+    }
+
+    /// The HTTPS base URL, e.g. `https://127.0.0.1:41234` (no trailing slash).
+    pub fn https_uri(&self) -> &str {
+        &self.ready.https_url
+    }
+
+    /// The plain-HTTP base URL.
+    pub fn uri(&self) -> &str {
+        &self.ready.http_url
+    }
+
+    pub fn https_addr(&self) -> SocketAddr {
+        self.https_local
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_local
+    }
+
+    /// The CA certificate (PEM) that clients must trust.
+    pub fn ca_pem(&self) -> &str {
+        self.core.pki.ca_pem()
+    }
+
+    pub fn ca_path(&self) -> PathBuf {
+        self.core.pki.ca_path()
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        &self.core.state_dir
+    }
+
+    /// What the ready file says: URLs, tenants, credentials and their files.
+    pub fn ready(&self) -> &ReadyInfo {
+        &self.ready
+    }
+
+    /// The emulator's clock (freeze, advance, set).
+    pub fn clock(&self) -> &Clock {
+        &self.core.clock
+    }
+
+    /// The shared state, for advanced embedding.
+    pub fn core(&self) -> &Arc<Core> {
+        &self.core
+    }
+
+    /// Stops accepting, drains open connections and removes the ready files.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown_tx.send(true);
+        for t in self.tasks.drain(..) {
+            let _ = t.await;
+        }
+        self.remove_ready_files();
+    }
+
+    fn remove_ready_files(&self) {
+        for p in &self.ready_paths {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.shutdown_tx.send(true);
+        self.remove_ready_files();
+    }
+}
