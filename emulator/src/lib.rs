@@ -15,6 +15,7 @@ pub mod clock;
 pub mod entra;
 pub mod http;
 pub mod jose;
+pub mod journal;
 pub mod pki;
 pub mod ready;
 pub mod settings;
@@ -249,6 +250,7 @@ pub fn router(core: Arc<Core>) -> Router {
         .merge(entra::router())
         .merge(admin::router())
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(core.clone(), journal::layer))
         .with_state(core)
 }
 

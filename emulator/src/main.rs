@@ -66,6 +66,9 @@ struct ServeArgs {
     /// Seed for generated RSA keys (reproducible thumbprints); default: OS randomness.
     #[arg(long, value_name = "N", env = "M365EMU_KEY_SEED")]
     key_seed: Option<u64>,
+    /// Entries kept in the request journal (a ring buffer) [default: 10000].
+    #[arg(long, value_name = "N", env = "M365EMU_JOURNAL_CAPACITY")]
+    journal_capacity: Option<usize>,
     /// Log filter, e.g. info or m365_emulator=debug.
     #[arg(
         long,
@@ -139,6 +142,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         token_lifetime_seconds: args.token_lifetime_seconds,
         issuer_host: args.issuer_host.clone(),
         key_seed: args.key_seed,
+        journal_capacity: args.journal_capacity,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -30,6 +30,8 @@ pub struct Settings {
     pub issuer_host: String,
     pub key_seed: Option<u64>,
     pub body_limit: usize,
+    /// Entries the request journal keeps (a ring buffer).
+    pub journal_capacity: usize,
 }
 
 /// Values given on the command line or in the environment (`None` = not given).
@@ -44,6 +46,7 @@ pub struct Overrides {
     pub token_lifetime_seconds: Option<u64>,
     pub issuer_host: Option<String>,
     pub key_seed: Option<u64>,
+    pub journal_capacity: Option<usize>,
 }
 
 /// A setting's value is out of range; names the key it came from.
@@ -99,7 +102,18 @@ impl Settings {
                 message: format!("'{issuer_host}' is not a DNS name"),
             });
         }
+        let journal_capacity = over
+            .journal_capacity
+            .or(file.journal_capacity)
+            .unwrap_or(crate::journal::DEFAULT_CAPACITY);
+        if !(1..=1_000_000).contains(&journal_capacity) {
+            return Err(SettingsError {
+                key: "journal_capacity".into(),
+                message: format!("{journal_capacity} is outside 1..=1000000"),
+            });
+        }
         Ok(Settings {
+            journal_capacity,
             bind,
             https_port: over.https_port.or(file.https_port).unwrap_or(defaults.0),
             http_port: over.http_port.or(file.http_port).unwrap_or(defaults.1),

@@ -10,6 +10,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::clock::Clock;
+use crate::journal::Journal;
 use crate::pki::{CertInfo, ClientCertificate, Pki, PkiError};
 use crate::settings::Settings;
 use crate::signing::SigningKeys;
@@ -150,6 +151,7 @@ pub struct Core {
     pub pki: Pki,
     pub signing: SigningKeys,
     pub clock: Clock,
+    pub journal: Journal,
     initial: Directory,
     directory: RwLock<Directory>,
 }
@@ -163,12 +165,14 @@ impl Core {
         let pki = Pki::load_or_create(&state_dir, keys)?;
         let signing = SigningKeys::load_or_create(&state_dir, keys)?;
         let initial = Directory::build(world, &pki, &state_dir)?;
+        let journal = Journal::with_capacity(settings.journal_capacity);
         Ok(Core {
             settings,
             state_dir,
             pki,
             signing,
             clock: Clock::system(),
+            journal,
             directory: RwLock::new(initial.clone()),
             initial,
         })
@@ -188,9 +192,10 @@ impl Core {
         &self.initial
     }
 
-    /// Restores the initial world and the system clock.
+    /// Restores the initial world and the system clock, and clears the journal.
     pub fn reset(&self) {
         *self.directory_mut() = self.initial.clone();
         self.clock.reset();
+        self.journal.clear();
     }
 }

@@ -46,6 +46,8 @@ pub struct ServerSection {
     pub issuer_host: Option<String>,
     /// Seed for all generated RSA keys (reproducible thumbprints); absent = OS randomness.
     pub key_seed: Option<u64>,
+    /// Entries the request journal keeps (default 10000).
+    pub journal_capacity: Option<usize>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -2,6 +2,9 @@
 //! credentials (manifest `keyCredentials` format) and signing-key rotation.
 //! JSON in, JSON out; errors are `{"error":{"code":…,"message":…}}` with a 4xx.
 
+pub mod clock;
+pub mod journal;
+
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -25,6 +28,9 @@ pub fn router() -> Router<Arc<Core>> {
         .route("/_emulator/health", get(health))
         .route("/_emulator/world", get(world))
         .route("/_emulator/reset", post(reset))
+        .route("/_emulator/clock", get(clock::get).post(clock::change))
+        .route("/_emulator/journal", get(journal::list).delete(journal::clear))
+        .route("/_emulator/journal/stream", get(journal::stream))
         .route("/_emulator/keys", get(list_keys))
         .route("/_emulator/keys/rotate", post(rotate_keys))
         .route(
@@ -77,7 +83,7 @@ impl IntoResponse for AdminError {
     }
 }
 
-fn ok(operation: &'static str, status: StatusCode, body: Value) -> Response {
+pub(crate) fn ok(operation: &'static str, status: StatusCode, body: Value) -> Response {
     let mut resp = (status, axum::Json(body)).into_response();
     resp.extensions_mut().insert(Outcome::new(operation));
     resp
