@@ -34,7 +34,14 @@ const SECRET_HEADERS: &[&str] = &[
     "ocp-apim-subscription-key",
 ];
 /// Query parameters whose values never enter the journal.
-const SECRET_PARAMS: &[&str] = &["client_secret", "password", "code", "refresh_token", "client_assertion", "accesskey"];
+const SECRET_PARAMS: &[&str] = &[
+    "client_secret",
+    "password",
+    "code",
+    "refresh_token",
+    "client_assertion",
+    "accesskey",
+];
 
 #[derive(Debug, Clone, Serialize)]
 pub struct JournalEntry {
@@ -79,8 +86,13 @@ impl JournalQuery {
             want.as_ref()
                 .is_none_or(|w| have.as_ref().is_some_and(|h| h.eq_ignore_ascii_case(w)))
         };
-        self.service.as_ref().is_none_or(|s| s.eq_ignore_ascii_case(&e.service))
-            && self.operation.as_ref().is_none_or(|o| o.eq_ignore_ascii_case(&e.operation))
+        self.service
+            .as_ref()
+            .is_none_or(|s| s.eq_ignore_ascii_case(&e.service))
+            && self
+                .operation
+                .as_ref()
+                .is_none_or(|o| o.eq_ignore_ascii_case(&e.operation))
             && eq(&self.tenant, &e.tenant)
             && eq(&self.client_id, &e.client_id)
             && self.status.is_none_or(|s| s == e.status)
@@ -134,7 +146,8 @@ impl Journal {
     /// Matching entries, oldest first; `limit` keeps the newest N.
     pub fn query(&self, q: &JournalQuery) -> Vec<Arc<JournalEntry>> {
         let all = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out: Vec<Arc<JournalEntry>> = all.iter().filter(|e| q.matches(e)).cloned().collect();
+        let mut out: Vec<Arc<JournalEntry>> =
+            all.iter().filter(|e| q.matches(e)).cloned().collect();
         if let Some(limit) = q.limit {
             let skip = out.len().saturating_sub(limit);
             out.drain(..skip);
@@ -151,7 +164,10 @@ impl Journal {
     }
 
     pub fn clear(&self) {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<JournalEntry>> {
@@ -164,7 +180,9 @@ fn redacted_query(query: Option<&str>) -> Option<String> {
     Some(
         q.split('&')
             .map(|pair| match pair.split_once('=') {
-                Some((k, _)) if SECRET_PARAMS.iter().any(|s| k.eq_ignore_ascii_case(s)) => format!("{k}=[redacted]"),
+                Some((k, _)) if SECRET_PARAMS.iter().any(|s| k.eq_ignore_ascii_case(s)) => {
+                    format!("{k}=[redacted]")
+                }
                 _ => pair.to_string(),
             })
             .collect::<Vec<_>>()
@@ -205,9 +223,21 @@ pub async fn layer(State(core): State<Arc<Core>>, req: Request<Body>, next: Next
     if skip {
         return response;
     }
-    let outcome = response.extensions().get::<Outcome>().cloned().unwrap_or_else(|| Outcome::new("unrouted"));
-    let fault = response.extensions().get::<AppliedFault>().map(|f| f.0.clone());
-    let service = outcome.operation.split('.').next().unwrap_or_default().to_string();
+    let outcome = response
+        .extensions()
+        .get::<Outcome>()
+        .cloned()
+        .unwrap_or_else(|| Outcome::new("unrouted"));
+    let fault = response
+        .extensions()
+        .get::<AppliedFault>()
+        .map(|f| f.0.clone());
+    let service = outcome
+        .operation
+        .split('.')
+        .next()
+        .unwrap_or_default()
+        .to_string();
     core.journal.record(JournalEntry {
         id: 0,
         time,
@@ -268,7 +298,14 @@ mod tests {
     fn ring_bound_holds_and_limit_keeps_newest() {
         let j = Journal::with_capacity(3);
         for i in 0..5 {
-            j.record(entry(if i % 2 == 0 { "entra.token" } else { "admin.reset" }, 200));
+            j.record(entry(
+                if i % 2 == 0 {
+                    "entra.token"
+                } else {
+                    "admin.reset"
+                },
+                200,
+            ));
         }
         assert_eq!(j.len(), 3);
         let all = j.query(&JournalQuery::default());
@@ -279,7 +316,10 @@ mod tests {
             client_id: Some("c".into()),
             ..Default::default()
         };
-        assert_eq!(j.query(&q).iter().map(|e| e.id).collect::<Vec<_>>(), vec![5]);
+        assert_eq!(
+            j.query(&q).iter().map(|e| e.id).collect::<Vec<_>>(),
+            vec![5]
+        );
     }
 
     #[test]

@@ -13,14 +13,17 @@
 pub mod admin;
 pub mod clock;
 pub mod entra;
+pub mod faults;
 pub mod http;
 pub mod jose;
 pub mod journal;
 pub mod pki;
 pub mod ready;
+pub mod services;
 pub mod settings;
 pub mod signing;
 pub mod state;
+pub mod tokens;
 pub mod world;
 
 use std::net::SocketAddr;
@@ -55,6 +58,11 @@ pub enum StartError {
     },
     #[error("cannot create a temporary state directory: {0}")]
     TempDir(std::io::Error),
+    #[error("fault rule {index}: {source}")]
+    Fault {
+        index: usize,
+        source: faults::RuleError,
+    },
 }
 
 /// Configures and starts an [`Emulator`]. Library defaults: the embedded default world, free
@@ -64,6 +72,7 @@ pub struct EmulatorBuilder {
     world: Option<World>,
     overrides: Overrides,
     default_ports: (u16, u16),
+    faults: Vec<serde_json::Value>,
 }
 
 impl EmulatorBuilder {
@@ -107,6 +116,21 @@ impl EmulatorBuilder {
         self
     }
 
+    /// Loads a fault rule (in `/_emulator/faults` JSON format) at start and after every reset.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), m365_emulator::StartError> {
+    /// let emulator = m365_emulator::Emulator::builder()
+    ///     .fault(serde_json::json!({"match": {"operation": "entra.token"}, "action": {"error": "AADSTS700027"}}))
+    ///     .start()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn fault(mut self, rule: serde_json::Value) -> Self {
+        self.faults.push(rule);
+        self
+    }
+
     /// Ports used when neither an override nor the world file names one (0 = free port).
     pub fn default_ports(mut self, https: u16, http: u16) -> Self {
         self.default_ports = (https, http);
@@ -131,6 +155,15 @@ impl EmulatorBuilder {
             None
         };
         let settings = Settings::resolve(overrides, &world.server, self.default_ports)?;
+        let extra_faults = self
+            .faults
+            .into_iter()
+            .enumerate()
+            .map(|(index, v)| {
+                faults::FaultSpec::from_json(v, &services::known_error)
+                    .map_err(|source| StartError::Fault { index, source })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let bind = settings.bind;
         let https_addr = SocketAddr::new(bind, settings.https_port);
         let http_addr = SocketAddr::new(bind, settings.http_port);
@@ -162,9 +195,10 @@ impl EmulatorBuilder {
             })?;
 
         // Key generation is CPU-bound; keep it off the async workers.
-        let core = tokio::task::spawn_blocking(move || Core::new(settings, world))
-            .await
-            .map_err(|e| StartError::Pki(pki::PkiError::Rsa(e.to_string())))??;
+        let core =
+            tokio::task::spawn_blocking(move || Core::with_faults(settings, world, extra_faults))
+                .await
+                .map_err(|e| StartError::Pki(pki::PkiError::Rsa(e.to_string())))??;
         let core = Arc::new(core);
         let tls = core.pki.tls_server_config(&tls_names(&core, bind))?;
 
@@ -246,11 +280,22 @@ fn tls_names(core: &Core, bind: std::net::IpAddr) -> Vec<String> {
 
 /// All services and the control plane on one router.
 pub fn router(core: Arc<Core>) -> Router {
+    // Faults apply to the services only: the control plane must stay reachable to remove them.
+    let services =
+        Router::new()
+            .merge(entra::router())
+            .route_layer(axum::middleware::from_fn_with_state(
+                core.clone(),
+                faults::layer::layer,
+            ));
     Router::new()
-        .merge(entra::router())
+        .merge(services)
         .merge(admin::router())
         .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(core.clone(), journal::layer))
+        .layer(axum::middleware::from_fn_with_state(
+            core.clone(),
+            journal::layer,
+        ))
         .with_state(core)
 }
 
@@ -328,6 +373,41 @@ impl Emulator {
         &self.core.clock
     }
 
+    /// The request journal.
+    ///
+    /// ```no_run
+    /// # async fn demo(emulator: m365_emulator::Emulator) {
+    /// let q = m365_emulator::journal::JournalQuery { operation: Some("entra.token".into()), ..Default::default() };
+    /// for entry in emulator.journal().query(&q) {
+    ///     println!("{} {} -> {} {:?}", entry.method, entry.path, entry.status, entry.error_code);
+    /// }
+    /// # }
+    /// ```
+    pub fn journal(&self) -> &journal::Journal {
+        &self.core.journal
+    }
+
+    /// Adds a fault rule; it is removed when the returned guard is dropped.
+    ///
+    /// ```no_run
+    /// # async fn demo(emulator: m365_emulator::Emulator) -> Result<(), m365_emulator::faults::RuleError> {
+    /// let _guard = emulator.add_fault(serde_json::json!({
+    ///     "match": {"operation": "entra.token"},
+    ///     "action": {"error": "AADSTS700027"},
+    ///     "schedule": {"first": 1}
+    /// }))?;
+    /// // … the next token request fails with AADSTS700027 …
+    /// # Ok(()) }
+    /// ```
+    pub fn add_fault(&self, rule: serde_json::Value) -> Result<FaultGuard, faults::RuleError> {
+        let spec = faults::FaultSpec::from_json(rule, &services::known_error)?;
+        let id = self.core.faults.add(spec, self.core.clock.now())?;
+        Ok(FaultGuard {
+            core: self.core.clone(),
+            id,
+        })
+    }
+
     /// The shared state, for advanced embedding.
     pub fn core(&self) -> &Arc<Core> {
         &self.core
@@ -346,6 +426,26 @@ impl Emulator {
         for p in &self.ready_paths {
             let _ = std::fs::remove_file(p);
         }
+    }
+}
+
+/// Removes its fault rule when dropped (see [`Emulator::add_fault`]).
+#[derive(Debug)]
+pub struct FaultGuard {
+    core: Arc<Core>,
+    id: String,
+}
+
+impl FaultGuard {
+    /// The rule's id, as `/_emulator/faults` lists it.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl Drop for FaultGuard {
+    fn drop(&mut self) {
+        self.core.faults.remove(&self.id);
     }
 }
 

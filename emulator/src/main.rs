@@ -69,6 +69,9 @@ struct ServeArgs {
     /// Entries kept in the request journal (a ring buffer) [default: 10000].
     #[arg(long, value_name = "N", env = "M365EMU_JOURNAL_CAPACITY")]
     journal_capacity: Option<usize>,
+    /// A fault rule (JSON, as POST /_emulator/faults takes) loaded at start; repeatable.
+    #[arg(long = "fault", value_name = "JSON")]
+    faults: Vec<String>,
     /// Log filter, e.g. info or m365_emulator=debug.
     #[arg(
         long,
@@ -144,12 +147,21 @@ fn serve(args: ServeArgs) -> Result<()> {
         key_seed: args.key_seed,
         journal_capacity: args.journal_capacity,
     };
+    let mut faults = Vec::new();
+    for (i, text) in args.faults.iter().enumerate() {
+        let rule: serde_json::Value = serde_json::from_str(text)
+            .with_context(|| format!("invalid value for `--fault` #{}: not JSON", i + 1))?;
+        faults.push(rule);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let emulator = Emulator::builder()
-            .world(world)
+        let mut builder = Emulator::builder().world(world);
+        for rule in faults {
+            builder = builder.fault(rule);
+        }
+        let emulator = builder
             .overrides(overrides)
             .default_ports(DEFAULT_HTTPS_PORT, DEFAULT_HTTP_PORT)
             .start()

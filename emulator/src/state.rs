@@ -10,6 +10,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::clock::Clock;
+use crate::faults::Faults;
 use crate::journal::Journal;
 use crate::pki::{CertInfo, ClientCertificate, Pki, PkiError};
 use crate::settings::Settings;
@@ -152,12 +153,24 @@ pub struct Core {
     pub signing: SigningKeys,
     pub clock: Clock,
     pub journal: Journal,
+    pub faults: Faults,
+    /// Rules from the world file and `--fault` flags, re-added on reset.
+    initial_faults: Vec<crate::faults::FaultSpec>,
     initial: Directory,
     directory: RwLock<Directory>,
 }
 
 impl Core {
     pub fn new(settings: Settings, world: World) -> Result<Core, PkiError> {
+        Core::with_faults(settings, world, Vec::new())
+    }
+
+    /// Like [`Core::new`], with extra fault rules (beyond the world file's) loaded at start.
+    pub fn with_faults(
+        settings: Settings,
+        world: World,
+        extra_faults: Vec<crate::faults::FaultSpec>,
+    ) -> Result<Core, PkiError> {
         let state_dir = settings.state_dir.clone();
         let keys = crate::pki::KeySource {
             seed: settings.key_seed,
@@ -166,16 +179,38 @@ impl Core {
         let signing = SigningKeys::load_or_create(&state_dir, keys)?;
         let initial = Directory::build(world, &pki, &state_dir)?;
         let journal = Journal::with_capacity(settings.journal_capacity);
-        Ok(Core {
+        // The world was validated on load, so its rules parse.
+        let mut initial_faults: Vec<crate::faults::FaultSpec> = initial
+            .world
+            .faults
+            .iter()
+            .filter_map(|v| {
+                crate::faults::FaultSpec::from_json(v.clone(), &crate::services::known_error).ok()
+            })
+            .collect();
+        initial_faults.extend(extra_faults);
+        let core = Core {
             settings,
             state_dir,
             pki,
             signing,
             clock: Clock::system(),
             journal,
+            faults: Faults::default(),
+            initial_faults,
             directory: RwLock::new(initial.clone()),
             initial,
-        })
+        };
+        core.load_initial_faults();
+        Ok(core)
+    }
+
+    fn load_initial_faults(&self) {
+        let now = self.clock.now();
+        for spec in &self.initial_faults {
+            // Ids were checked for duplicates when the rules were parsed.
+            let _ = self.faults.add(spec.clone(), now);
+        }
     }
 
     /// Read access to the directory. Handlers never hold it across an await point.
@@ -192,10 +227,12 @@ impl Core {
         &self.initial
     }
 
-    /// Restores the initial world and the system clock, and clears the journal.
+    /// Restores the initial world and the system clock; clears the journal and fault rules.
     pub fn reset(&self) {
+        self.faults.clear();
         *self.directory_mut() = self.initial.clone();
         self.clock.reset();
         self.journal.clear();
+        self.load_initial_faults();
     }
 }

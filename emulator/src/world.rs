@@ -65,6 +65,9 @@ pub struct World {
     pub managed_identities: Vec<ManagedIdentity>,
     #[serde(default, rename = "acs")]
     pub acs: Vec<AcsResource>,
+    /// Fault rules loaded at start (and again on reset), in `/_emulator/faults` format.
+    #[serde(default)]
+    pub faults: Vec<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -494,6 +497,10 @@ impl World {
                     ));
                 }
             }
+        }
+        for (i, rule) in self.faults.iter().enumerate() {
+            crate::faults::FaultSpec::from_json(rule.clone(), &crate::services::known_error)
+                .map_err(|e| invalid(format!("faults[{i}].{}", e.field), e.message))?;
         }
         Ok(())
     }

@@ -36,10 +36,13 @@ pub async fn get(State(core): State<Arc<Core>>) -> Response {
     ok("admin.clock", StatusCode::OK, state(&core))
 }
 
-pub async fn change(State(core): State<Arc<Core>>, req: Request<Body>) -> Result<Response, AdminError> {
+pub async fn change(
+    State(core): State<Arc<Core>>,
+    req: Request<Body>,
+) -> Result<Response, AdminError> {
     let body = json_body(&core, req.into_body()).await?;
-    let change: ClockChange =
-        serde_json::from_value(body).map_err(|e| AdminError::bad_request(format!("invalid clock change: {e}")))?;
+    let change: ClockChange = serde_json::from_value(body)
+        .map_err(|e| AdminError::bad_request(format!("invalid clock change: {e}")))?;
     if let Some(a) = change.advance_seconds {
         if !a.is_finite() || a < 0.0 || a > MAX_ADVANCE_SECONDS {
             return Err(AdminError::bad_request(format!(
@@ -48,7 +51,9 @@ pub async fn change(State(core): State<Arc<Core>>, req: Request<Body>) -> Result
         }
     }
     if change.advance_seconds.is_none() && change.set.is_none() && change.freeze.is_none() {
-        return Err(AdminError::bad_request("give at least one of `advance_seconds`, `set`, `freeze`"));
+        return Err(AdminError::bad_request(
+            "give at least one of `advance_seconds`, `set`, `freeze`",
+        ));
     }
     // Validated in full above; nothing is half-applied.
     match change.freeze {

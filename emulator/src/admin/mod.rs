@@ -3,6 +3,7 @@
 //! JSON in, JSON out; errors are `{"error":{"code":…,"message":…}}` with a 4xx.
 
 pub mod clock;
+pub mod faults;
 pub mod journal;
 
 use std::sync::Arc;
@@ -29,9 +30,18 @@ pub fn router() -> Router<Arc<Core>> {
         .route("/_emulator/world", get(world))
         .route("/_emulator/reset", post(reset))
         .route("/_emulator/clock", get(clock::get).post(clock::change))
-        .route("/_emulator/journal", get(journal::list).delete(journal::clear))
+        .route(
+            "/_emulator/journal",
+            get(journal::list).delete(journal::clear),
+        )
+        .route(
+            "/_emulator/faults",
+            get(faults::list).post(faults::add).delete(faults::clear),
+        )
+        .route("/_emulator/faults/{id}", delete(faults::remove))
         .route("/_emulator/journal/stream", get(journal::stream))
         .route("/_emulator/keys", get(list_keys))
+        .route("/_emulator/tokens/introspect", post(introspect))
         .route("/_emulator/keys/rotate", post(rotate_keys))
         .route(
             "/_emulator/applications/{client_id}/keyCredentials",
@@ -388,4 +398,30 @@ async fn delete_key_credential(
     resp.extensions_mut()
         .insert(Outcome::new("admin.key_credentials.delete"));
     Ok(resp)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IntrospectRequest {
+    token: String,
+    /// Accepted audiences (App ID URIs or app ids); absent = any.
+    #[serde(default)]
+    audience: Vec<String>,
+}
+
+/// `POST /_emulator/tokens/introspect`: does this emulator accept the token right now, and
+/// if not, why? (The same validator every service uses.)
+async fn introspect(
+    State(core): State<Arc<Core>>,
+    req: Request<Body>,
+) -> Result<Response, AdminError> {
+    let body = json_body(&core, req.into_body()).await?;
+    let ask: IntrospectRequest = serde_json::from_value(body)
+        .map_err(|e| AdminError::bad_request(format!("invalid introspection request: {e}")))?;
+    let audiences: Vec<&str> = ask.audience.iter().map(String::as_str).collect();
+    let body = match crate::tokens::validate(&core, &ask.token, &audiences) {
+        Ok(t) => json!({"active": true, "claims": t.claims}),
+        Err(e) => json!({"active": false, "reason": e.reason(), "message": e.to_string()}),
+    };
+    Ok(ok("admin.tokens.introspect", StatusCode::OK, body))
 }

@@ -85,9 +85,11 @@ pub fn validate(assertion: &str, ctx: &AssertionContext<'_>) -> Result<ValidAsse
                 .first()
                 .and_then(Value::as_str)
                 .ok_or_else(malformed)?;
+            // MSAL Python wraps the base64 at 64 characters with '\n'; Entra accepts that.
+            let compact: String = first.chars().filter(|c| !c.is_ascii_whitespace()).collect();
             use base64::Engine;
             let der = base64::engine::general_purpose::STANDARD
-                .decode(first)
+                .decode(compact)
                 .map_err(|_| malformed())?;
             Some(CertInfo::from_der(&der, "x5c").map_err(|_| malformed())?)
         }

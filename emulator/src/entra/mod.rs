@@ -38,6 +38,18 @@ pub fn router() -> Router<Arc<Core>> {
         )
 }
 
+/// The operation name of each route (journal and fault matching use these).
+pub fn operation(route: &str) -> Option<&'static str> {
+    Some(match route {
+        "/{tenant}/oauth2/token" | "/{tenant}/oauth2/v2.0/token" => "entra.token",
+        "/{tenant}/.well-known/openid-configuration"
+        | "/{tenant}/v2.0/.well-known/openid-configuration" => "entra.discovery",
+        "/{tenant}/discovery/keys" | "/{tenant}/discovery/v2.0/keys" => "entra.keys",
+        "/{tenant}/discovery/instance" => "entra.instance_discovery",
+        _ => return None,
+    })
+}
+
 /// The `{tenant}` path segment, resolved.
 #[derive(Debug, Clone, Copy)]
 pub enum TenantRef<'a> {

@@ -8,12 +8,25 @@ use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::ServiceExt;
 
 use super::{ConnInfo, Scheme};
+use crate::faults::layer::AbortConnection;
+use crate::faults::rules::ConnectionFault;
+
+/// The service error that makes hyper close a connection without answering.
+#[derive(Debug)]
+struct ConnectionAborted;
+
+impl std::fmt::Display for ConnectionAborted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection closed by a fault rule")
+    }
+}
+
+impl std::error::Error for ConnectionAborted {}
 
 /// How long open connections get to finish after shutdown is requested.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -56,14 +69,35 @@ pub async fn serve(
             local,
             peer,
         };
+        // A duplicate handle on the socket, so a fault can turn the close into a TCP reset.
+        let socket = socket2::SockRef::from(&stream)
+            .try_clone()
+            .ok()
+            .map(Arc::new);
+        let router = router.clone();
         let service =
-            router
-                .clone()
-                .map_request(move |mut req: http::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(info);
-                    req.map(axum::body::Body::new)
-                });
-        let service = TowerToHyperService::new(service);
+            hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(info);
+                let router = router.clone();
+                let socket = socket.clone();
+                async move {
+                    let resp = match router.oneshot(req.map(axum::body::Body::new)).await {
+                        Ok(resp) => resp,
+                        Err(never) => match never {},
+                    };
+                    match resp.extensions().get::<AbortConnection>() {
+                        None => Ok::<_, ConnectionAborted>(resp),
+                        Some(AbortConnection(kind)) => {
+                            if *kind == ConnectionFault::Reset {
+                                if let Some(s) = &socket {
+                                    let _ = s.set_linger(Some(Duration::ZERO));
+                                }
+                            }
+                            Err(ConnectionAborted)
+                        }
+                    }
+                }
+            });
         let watcher = graceful.watcher();
         let acceptor = acceptor.clone();
         tokio::spawn(async move {

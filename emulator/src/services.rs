@@ -1,0 +1,82 @@
+//! The registry of services: which operation a route is, how a service renders a named error
+//! or a throttling response. Shared infrastructure (journal, faults) asks here instead of
+//! importing services one by one; each service keeps its own catalog.
+
+use axum::response::{IntoResponse, Response};
+use http::request::Parts;
+use http::{HeaderValue, StatusCode};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::entra;
+use crate::faults::RequestFacts;
+use crate::http::origin;
+use crate::state::Core;
+
+/// The operation a matched route belongs to (`service.operation`).
+pub fn operation_of(route: &str) -> &'static str {
+    if let Some(op) = entra::operation(route) {
+        return op;
+    }
+    if route.starts_with("/_emulator/") {
+        return "admin";
+    }
+    "unrouted"
+}
+
+/// Whether some service's catalog has an error called `name`.
+pub fn known_error(name: &str) -> bool {
+    entra::errors::parse_name(name).is_some()
+}
+
+/// Renders the named error in its service's wire shape; returns the response and the code.
+pub fn named_error(
+    core: &Core,
+    name: &str,
+    facts: &RequestFacts,
+    parts: &Parts,
+) -> Option<(Response, String)> {
+    let e = entra::errors::for_fault(
+        name,
+        facts.client_id.as_deref(),
+        facts.tenant_segment.as_deref(),
+    )?;
+    let resp = e.render(&entra_context(core, parts));
+    Some((resp, e.code_name()))
+}
+
+fn entra_context(core: &Core, parts: &Parts) -> entra::errors::ErrorContext {
+    let id = entra::client_request_id(&parts.headers, parts.uri.query());
+    entra::errors::ErrorContext {
+        origin: origin(parts),
+        correlation_id: id.clone().unwrap_or_else(|| Uuid::new_v4().to_string()),
+        client_request_id: id,
+        now: core.clock.now(),
+    }
+}
+
+/// The service's own throttling response, with `Retry-After`.
+pub fn throttled(
+    core: &Core,
+    facts: &RequestFacts,
+    parts: &Parts,
+    retry_after: u64,
+) -> (Response, String) {
+    let (mut resp, code) = match facts.service {
+        "entra" => {
+            let e = entra::errors::AadError::new(90055, &[]);
+            (e.render(&entra_context(core, parts)), e.code_name())
+        }
+        _ => {
+            let body = json!({"error": {"code": "TooManyRequests", "message": "Too many requests. Retry after the time in the Retry-After header."}});
+            (
+                (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response(),
+                "TooManyRequests".to_string(),
+            )
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
+        resp.headers_mut().insert(http::header::RETRY_AFTER, v);
+    }
+    (resp, code)
+}
