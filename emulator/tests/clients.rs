@@ -1,0 +1,318 @@
+//! The real, unmodified client libraries against the emulator.
+//!
+//! Runs tests/clients/msal_app_only.py with the Python of the venv that scripts/test.sh builds
+//! from tests/clients/requirements.txt (pinned MSAL Python, azure-identity, PyJWT), and checks
+//! on the emulator's journal that the clients' cached acquisitions never reached it.
+//!
+//! Run it with `scripts/test.sh --test clients`. Set M365EMU_SKIP_CLIENT_TESTS=1 to skip it
+//! when no venv is at hand.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use m365_emulator::ready::{ReadyApplication, ReadyTenant};
+use m365_emulator::Emulator;
+use serde_json::Value;
+
+const CONTOSO: &str = "ca62b0eb-5136-43d1-8c4a-815e98e86782";
+const COLLECTOR: &str = "b78eacce-6d2d-401c-8e4f-c3fa7b1760ac";
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The venv's Python, or `None` when the developer asked to skip; panics otherwise.
+fn test_python() -> Option<String> {
+    match std::env::var("M365EMU_TEST_PYTHON") {
+        Ok(p) if !p.is_empty() => {
+            assert!(
+                Path::new(&p).exists(),
+                "M365EMU_TEST_PYTHON={p} does not exist: run scripts/test.sh, which (re)builds .venv"
+            );
+            Some(p)
+        }
+        _ if std::env::var("M365EMU_SKIP_CLIENT_TESTS").as_deref() == Ok("1") => {
+            eprintln!("SKIPPED: real-client tests (M365EMU_SKIP_CLIENT_TESTS=1)");
+            None
+        }
+        _ => panic!(
+            "M365EMU_TEST_PYTHON is not set. Run the tests with scripts/test.sh (e.g. \
+             `scripts/test.sh --test clients`): it installs the pinned client libraries of \
+             tests/clients/requirements.txt into .venv and sets M365EMU_TEST_PYTHON. \
+             (M365EMU_SKIP_CLIENT_TESTS=1 skips these tests.)"
+        ),
+    }
+}
+
+fn contoso_collector(emulator: &Emulator) -> (&ReadyTenant, &ReadyApplication) {
+    let tenant = emulator
+        .ready()
+        .tenants
+        .iter()
+        .find(|t| t.id == CONTOSO)
+        .expect("the default world has Contoso");
+    let app = tenant
+        .applications
+        .iter()
+        .find(|a| a.client_id == COLLECTOR)
+        .expect("Contoso lists the audit collector");
+    (tenant, app)
+}
+
+fn path_str(p: Option<&std::path::PathBuf>, what: &str) -> String {
+    p.unwrap_or_else(|| panic!("the collector has no {what} in the ready info"))
+        .display()
+        .to_string()
+}
+
+struct ScriptRun {
+    stdout: String,
+    stderr: String,
+    /// The JSON lines of the script that carry a `case`.
+    cases: Vec<Value>,
+}
+
+impl ScriptRun {
+    fn dump(&self) -> String {
+        format!(
+            "--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.stdout, self.stderr
+        )
+    }
+
+    fn case(&self, name: &str) -> &Value {
+        self.cases
+            .iter()
+            .find(|c| c["case"] == name)
+            .unwrap_or_else(|| panic!("the script reported no case {name:?}\n{}", self.dump()))
+    }
+}
+
+async fn run_script(python: &str, emulator: &Emulator) -> ScriptRun {
+    let (tenant, app) = contoso_collector(emulator);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/clients/msal_app_only.py");
+    let ca = emulator.ready().ca_cert_path.display().to_string();
+
+    let mut cmd = tokio::process::Command::new(python);
+    cmd.arg(&script)
+        // A clean environment: nothing of the machine's (AZURE_*, CURL_CA_BUNDLE, proxies,
+        // PYTHONPATH...) may steer the clients elsewhere.
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env(
+            "HOME",
+            std::env::var("HOME").unwrap_or_else(|_| "/tmp".into()),
+        )
+        .env("LANG", "C.UTF-8")
+        .env("PYTHONUNBUFFERED", "1")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("PYTHONNOUSERSITE", "1")
+        .env("NO_PROXY", "*")
+        .env("no_proxy", "*")
+        .env("REQUESTS_CA_BUNDLE", &ca)
+        .env("SSL_CERT_FILE", &ca)
+        .env("M365EMU_HTTPS_URL", emulator.https_uri())
+        .env("M365EMU_TENANT_ID", &tenant.id)
+        .env("M365EMU_CLIENT_ID", &app.client_id)
+        .env(
+            "M365EMU_CLIENT_SECRET",
+            app.client_secret
+                .as_deref()
+                .expect("the collector has a valid secret"),
+        )
+        .env(
+            "M365EMU_CERT_PEM_PATH",
+            path_str(app.certificate_pem_path.as_ref(), "certificate PEM"),
+        )
+        .env(
+            "M365EMU_KEY_PEM_PATH",
+            path_str(app.private_key_pem_path.as_ref(), "private key PEM"),
+        )
+        .env(
+            "M365EMU_CERT_COMBINED_PATH",
+            path_str(app.certificate_path.as_ref(), "combined PEM"),
+        )
+        .env(
+            "M365EMU_THUMBPRINT_SHA1",
+            app.thumbprint_sha1
+                .as_deref()
+                .expect("the collector has a certificate"),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+
+    let child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {python} {}: {e}", script.display()));
+    let output = tokio::time::timeout(SCRIPT_TIMEOUT, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "{} did not finish within {SCRIPT_TIMEOUT:?} (killed)",
+                script.display()
+            )
+        })
+        .expect("waiting for the script");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let cases = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
+        .filter(|v| v.get("case").is_some())
+        .collect();
+    let run = ScriptRun {
+        stdout,
+        stderr,
+        cases,
+    };
+    assert!(
+        output.status.success(),
+        "msal_app_only.py failed ({}):\n{}",
+        output.status,
+        run.dump()
+    );
+    run
+}
+
+/// `GET /_emulator/journal?operation=entra.token` (plain HTTP: same router, no TLS needed).
+async fn token_journal(emulator: &Emulator) -> Vec<Value> {
+    let url = format!("{}/_emulator/journal?operation=entra.token", emulator.uri());
+    let resp = reqwest::Client::new()
+        .get(&url)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = resp.status();
+    let body = resp.text().await.expect("journal body");
+    assert!(status.is_success(), "GET {url}: {status}\n{body}");
+    let entries: Vec<Value> = serde_json::from_str(&body)
+        .unwrap_or_else(|e| panic!("GET {url}: not a JSON array ({e}):\n{body}"));
+    entries
+        .into_iter()
+        .filter(|e| e["operation"] == "entra.token")
+        .collect()
+}
+
+/// The header of a journalled client assertion (`{"header": …, "claims": …}`), if any.
+fn assertion_header(entry: &Value) -> Option<&serde_json::Map<String, Value>> {
+    let a = entry.get("assertion").filter(|a| !a.is_null())?;
+    a.get("header").unwrap_or(a).as_object()
+}
+
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum AssertionKind {
+    /// No assertion: a client secret.
+    Secret,
+    /// RS256 with `x5t` (SHA-1), no `x5t#S256`.
+    Rs256X5t {
+        x5c: bool,
+    },
+    /// PS256 with `x5t#S256` (SHA-256).
+    Ps256X5tS256 {
+        x5c: bool,
+    },
+    Other(String),
+}
+
+fn classify(entry: &Value) -> AssertionKind {
+    let Some(h) = assertion_header(entry) else {
+        return AssertionKind::Secret;
+    };
+    let has = |k: &str| {
+        h.get(k)
+            .and_then(Value::as_str)
+            .is_some_and(|s| !s.is_empty())
+    };
+    let x5c = h
+        .get("x5c")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty());
+    match h.get("alg").and_then(Value::as_str) {
+        Some("RS256") if has("x5t") && !has("x5t#S256") => AssertionKind::Rs256X5t { x5c },
+        Some("PS256") if has("x5t#S256") => AssertionKind::Ps256X5tS256 { x5c },
+        _ => AssertionKind::Other(Value::Object(h.clone()).to_string()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn msal_python_and_azure_identity_get_app_only_tokens() {
+    let Some(python) = test_python() else {
+        return;
+    };
+    let emulator = Emulator::builder()
+        .key_seed(42)
+        .start()
+        .await
+        .expect("emulator starts");
+
+    let run = run_script(&python, &emulator).await;
+    println!("{}", run.stdout.trim_end());
+
+    // What each client says it sent to the token endpoint (cached acquisitions excluded).
+    let mut client_count = 0;
+    for (name, alg) in [
+        ("secret", "RS256"),
+        ("thumbprint", "RS256"),
+        ("public_certificate", "RS256"),
+        ("azure_identity", "RS256"),
+    ] {
+        let case = run.case(name);
+        assert_eq!(case["ok"], true, "case {name}: {case}\n{}", run.dump());
+        assert_eq!(case["alg"], alg, "case {name}: {case}");
+        assert_eq!(
+            case["token_requests"], 1,
+            "case {name}: one token request, then the cache: {case}"
+        );
+        client_count += case["token_requests"].as_u64().unwrap_or(0);
+    }
+    assert_eq!(client_count, 4);
+
+    // What the emulator saw: exactly one successful token request per case.
+    let journal = token_journal(&emulator).await;
+    let ok: Vec<&Value> = journal.iter().filter(|e| e["status"] == 200).collect();
+    let dump = serde_json::to_string_pretty(&journal).unwrap_or_default();
+    assert_eq!(
+        ok.len() as u64,
+        client_count,
+        "successful entra.token requests in the journal (cached acquisitions must add none):\n{dump}"
+    );
+    assert_eq!(
+        journal.len(),
+        ok.len(),
+        "no token request may fail:\n{dump}"
+    );
+    for e in &ok {
+        assert_eq!(e["method"], "POST", "{e}");
+        assert_eq!(e["client_id"], COLLECTOR, "{e}");
+        assert!(
+            e["tenant"] == CONTOSO || e["tenant"] == "contoso.onmicrosoft.com",
+            "tenant of {e}"
+        );
+        assert!(e["error_code"].is_null(), "{e}");
+        assert!(e["fault"].is_null(), "{e}");
+        assert!(
+            e["path"]
+                .as_str()
+                .is_some_and(|p| p.starts_with(&format!("/{CONTOSO}/oauth2/"))),
+            "path of {e}"
+        );
+    }
+    let mut kinds: Vec<AssertionKind> = ok.iter().map(|e| classify(e)).collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        vec![
+            // (a) MSAL with the secret
+            AssertionKind::Secret,
+            // (b) MSAL {"private_key", "thumbprint"} and (e) azure-identity CertificateCredential
+            AssertionKind::Rs256X5t { x5c: false },
+            AssertionKind::Rs256X5t { x5c: false },
+            // (c) MSAL {"private_key", "public_certificate"}
+            AssertionKind::Ps256X5tS256 { x5c: true },
+        ],
+        "client assertions seen by the emulator:\n{dump}"
+    );
+
+    emulator.shutdown().await;
+}
