@@ -110,6 +110,12 @@ impl EmulatorBuilder {
         self
     }
 
+    /// How many entries the request journal keeps (a ring buffer; default 10000).
+    pub fn journal_capacity(mut self, entries: usize) -> Self {
+        self.overrides.journal_capacity = Some(entries);
+        self
+    }
+
     /// Replaces all overrides at once (what the CLI does).
     pub fn overrides(mut self, overrides: Overrides) -> Self {
         self.overrides = overrides;
