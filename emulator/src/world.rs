@@ -409,9 +409,14 @@ impl World {
                 ));
             }
             for (j, url) in a.reply_urls.iter().enumerate() {
-                if !(url.starts_with("https://") || url.starts_with("http://"))
-                    && !url.contains(':')
-                {
+                let absolute = url.split_once(':').is_some_and(|(scheme, rest)| {
+                    !rest.is_empty()
+                        && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+                        && scheme
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+                });
+                if !absolute {
                     return Err(invalid(
                         format!("applications[{i}].reply_urls[{j}]"),
                         "must be an absolute URI".into(),

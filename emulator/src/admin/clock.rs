@@ -44,7 +44,7 @@ pub async fn change(
     let change: ClockChange = serde_json::from_value(body)
         .map_err(|e| AdminError::bad_request(format!("invalid clock change: {e}")))?;
     if let Some(a) = change.advance_seconds {
-        if !a.is_finite() || a < 0.0 || a > MAX_ADVANCE_SECONDS {
+        if !(a.is_finite() && (0.0..=MAX_ADVANCE_SECONDS).contains(&a)) {
             return Err(AdminError::bad_request(format!(
                 "`advance_seconds` must be between 0 and {MAX_ADVANCE_SECONDS}; time only moves forward by advancing (use `set` to go back)"
             )));
