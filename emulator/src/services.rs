@@ -6,11 +6,9 @@ use axum::response::{IntoResponse, Response};
 use http::request::Parts;
 use http::{HeaderValue, StatusCode};
 use serde_json::json;
-use uuid::Uuid;
 
 use crate::entra;
 use crate::faults::RequestFacts;
-use crate::http::origin;
 use crate::state::Core;
 
 /// The operation a matched route belongs to (`service.operation`).
@@ -46,13 +44,7 @@ pub fn named_error(
 }
 
 fn entra_context(core: &Core, parts: &Parts) -> entra::errors::ErrorContext {
-    let id = entra::client_request_id(&parts.headers, parts.uri.query());
-    entra::errors::ErrorContext {
-        origin: origin(parts),
-        correlation_id: id.clone().unwrap_or_else(|| Uuid::new_v4().to_string()),
-        client_request_id: id,
-        now: core.clock.now(),
-    }
+    entra::errors::ErrorContext::from_parts(parts, core.clock.now())
 }
 
 /// The service's own throttling response, with `Retry-After`.

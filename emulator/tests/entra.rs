@@ -953,6 +953,14 @@ async fn request_format_errors() {
     .await;
     assert!(first_line(&v).contains("'grant_type'"));
     insta::assert_json_snapshot!("error_900144_missing_grant_type", v);
+    // Token endpoints take POST only.
+    let v = expect_error(&em, http.get(&v2), 400, 900561).await;
+    assert_eq!(
+        first_line(&v),
+        "AADSTS900561: The endpoint only accepts POST requests. Received a GET request."
+    );
+    insta::assert_json_snapshot!("error_900561_get_on_token_endpoint", v);
+    expect_error(&em, http.put(&v1).form(&secret_form), 400, 900561).await;
     let v = expect_error(&em, http.post(&v2).form(&without("scope")), 400, 900144).await;
     assert!(first_line(&v).contains("'scope'"));
     insta::assert_json_snapshot!("error_900144_missing_scope", v);

@@ -11,11 +11,10 @@ use http::HeaderValue;
 use rsa::pkcs1::DecodeRsaPublicKey;
 use rsa::traits::PublicKeyParts;
 use serde_json::{json, Value};
-use uuid::Uuid;
 
-use super::errors::{AadError, ErrorContext};
+use super::errors::AadError;
 use super::mint::{issuer_v1, issuer_v2};
-use super::{client_request_id, resolve_tenant, TenantRef};
+use super::{resolve_tenant, TenantRef};
 use crate::http::form::parse_form;
 use crate::http::{authority, host_without_port, origin, Outcome};
 use crate::jose;
@@ -44,18 +43,7 @@ fn json_response(body: Value, operation: &'static str, tenant: Option<String>) -
 }
 
 fn error_response(core: &Core, parts: &Parts, e: AadError, operation: &'static str) -> Response {
-    let id = client_request_id(&parts.headers, parts.uri.query());
-    let ctx = ErrorContext {
-        origin: origin(parts),
-        correlation_id: id.clone().unwrap_or_else(|| Uuid::new_v4().to_string()),
-        client_request_id: id,
-        now: core.clock.now(),
-    };
-    let mut resp = e.render(&ctx);
-    let mut outcome = Outcome::new(operation);
-    outcome.error_code = Some(e.code_name());
-    resp.extensions_mut().insert(outcome);
-    resp
+    e.respond(parts, core.clock.now(), operation)
 }
 
 /// The tenant as discovery documents show it: its GUID, or the alias with a `{tenantid}` issuer.
@@ -228,7 +216,10 @@ pub async fn instance_discovery(
         return error_response(
             &core,
             &parts,
-            AadError::new(900144, &["authorization_endpoint"]),
+            AadError::with_message(
+                900144,
+                "The request must contain the following query parameter: 'authorization_endpoint'.",
+            ),
             OP,
         );
     };
@@ -249,14 +240,17 @@ pub async fn instance_discovery(
         return error_response(&core, &parts, AadError::new(50049, &[]), OP);
     }
     let mut aliases = vec![asked_authority.to_string()];
+    let mut preferred_cache = asked_authority.to_string();
     if PUBLIC_CLOUD_ALIASES.contains(&asked_host.as_str()) {
         aliases = PUBLIC_CLOUD_ALIASES.iter().map(|s| s.to_string()).collect();
+        // As the real service answers: network via login.microsoftonline.com, cache key login.windows.net.
+        preferred_cache = "login.windows.net".to_string();
     }
     let body = json!({
         "tenant_discovery_endpoint": format!("https://{asked_authority}/{tenant}/v2.0/.well-known/openid-configuration"),
         "api-version": form.get("api-version").unwrap_or("1.1"),
         "metadata": [
-            {"preferred_network": aliases[0], "preferred_cache": aliases[0], "aliases": aliases},
+            {"preferred_network": aliases[0], "preferred_cache": preferred_cache, "aliases": aliases},
         ],
     });
     json_response(body, OP, None)

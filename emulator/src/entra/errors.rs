@@ -26,7 +26,7 @@ pub const CATALOG: &[CatalogEntry] = &[
     CatalogEntry { code: 50194, error: "invalid_request", status: 400, template: "Application '{0}'({1}) isn't configured as a multitenant application. Usage of the /common endpoint isn't supported for such applications created after '10/15/2018'. Use a tenant-specific endpoint or configure the application to be multitenant." },
     CatalogEntry { code: 9001023, error: "invalid_request", status: 400, template: "The grant type isn't supported over the /common or /consumers endpoints. Please use the /organizations or tenant-specific endpoint." },
     CatalogEntry { code: 7000215, error: "invalid_client", status: 401, template: "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{0}'." },
-    CatalogEntry { code: 7000222, error: "invalid_client", status: 401, template: "The provided client secret keys for app '{0}' are expired. Visit the Azure Portal to create new keys for your app, or consider using certificate credentials for added security: https://aka.ms/certCreds" },
+    CatalogEntry { code: 7000222, error: "invalid_client", status: 401, template: "The provided client secret keys are expired. Visit the Azure Portal to create new keys for your app, or consider using certificate credentials for added security: https://aka.ms/certCreds" },
     CatalogEntry { code: 7000218, error: "invalid_client", status: 401, template: "The request body must contain the following parameter: 'client_assertion' or 'client_secret'." },
     CatalogEntry { code: 700025, error: "invalid_client", status: 401, template: "Client is public so neither 'client_assertion' nor 'client_secret' should be presented." },
     CatalogEntry { code: 700027, error: "invalid_client", status: 401, template: "{0} [Reason - {1}, Thumbprint of key used by client: '{2}'{3}, Please visit the Azure Portal, Graph Explorer or directly use MS Graph to see configured keys for app Id '{4}'. Review the documentation at https://docs.microsoft.com/en-us/graph/deployments if you are not using a national cloud such as 'https://graph.microsoft.com/beta/applications/{4}'.]" },
@@ -41,6 +41,7 @@ pub const CATALOG: &[CatalogEntry] = &[
     CatalogEntry { code: 70011, error: "invalid_scope", status: 400, template: "The provided value for the input parameter 'scope' is not valid. The scope {0} is not valid." },
     CatalogEntry { code: 500011, error: "invalid_resource", status: 400, template: "The resource principal named {0} was not found in the tenant named {1}. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant." },
     CatalogEntry { code: 9002313, error: "invalid_request", status: 400, template: "Invalid request. Request is malformed or invalid. {0}" },
+    CatalogEntry { code: 900561, error: "invalid_request", status: 400, template: "The endpoint only accepts POST requests. Received a {0} request." },
     CatalogEntry { code: 50049, error: "invalid_instance", status: 400, template: "Unknown or invalid instance." },
     // Throttling and transient failures: reached through fault injection (status unconfirmed for
     // the body; client-credentials throttling is documented as 429 with `Retry-After: 60`).
@@ -136,6 +137,20 @@ impl AadError {
         format!("AADSTS{}", self.code)
     }
 
+    /// Renders the error for a request and records the operation and code for the journal.
+    pub fn respond(
+        &self,
+        parts: &http::request::Parts,
+        now: OffsetDateTime,
+        operation: &'static str,
+    ) -> Response {
+        let mut resp = self.render(&ErrorContext::from_parts(parts, now));
+        let mut outcome = crate::http::Outcome::new(operation);
+        outcome.error_code = Some(self.code_name());
+        resp.extensions_mut().insert(outcome);
+        resp
+    }
+
     /// Renders the envelope. `error_uri` uses the host the client called.
     pub fn render(&self, ctx: &ErrorContext) -> Response {
         let ts = format_timestamp(ctx.now);
@@ -170,6 +185,19 @@ pub struct ErrorContext {
     pub correlation_id: String,
     pub client_request_id: Option<String>,
     pub now: OffsetDateTime,
+}
+
+impl ErrorContext {
+    /// The context of a request: the origin it called and its `client-request-id`.
+    pub fn from_parts(parts: &http::request::Parts, now: OffsetDateTime) -> ErrorContext {
+        let id = super::client_request_id(&parts.headers, parts.uri.query());
+        ErrorContext {
+            origin: crate::http::origin(parts),
+            correlation_id: id.clone().unwrap_or_else(|| Uuid::new_v4().to_string()),
+            client_request_id: id,
+            now,
+        }
+    }
 }
 
 /// `YYYY-MM-DD HH:MM:SSZ`, as in Entra's `timestamp` field.

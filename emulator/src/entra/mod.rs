@@ -20,8 +20,14 @@ use errors::{header_value, AadError};
 
 pub fn router() -> Router<Arc<Core>> {
     Router::new()
-        .route("/{tenant}/oauth2/token", post(token::token_v1))
-        .route("/{tenant}/oauth2/v2.0/token", post(token::token_v2))
+        .route(
+            "/{tenant}/oauth2/token",
+            post(token::token_v1).fallback(token::wrong_method),
+        )
+        .route(
+            "/{tenant}/oauth2/v2.0/token",
+            post(token::token_v2).fallback(token::wrong_method),
+        )
         .route(
             "/{tenant}/.well-known/openid-configuration",
             get(discovery::openid_configuration_v1),

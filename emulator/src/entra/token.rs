@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::assertion::{self, AssertionContext, JWT_BEARER};
 use super::errors::{AadError, ErrorContext};
 use super::mint::{self, AppOnlyGrant, ClientAuth};
-use super::{client_request_id, resolve_tenant, token_headers, TenantRef};
+use super::{resolve_tenant, token_headers, TenantRef};
 use crate::http::form::{parse_form, Form};
 use crate::http::{origin, read_body, BodyError, Outcome};
 use crate::state::{Core, Directory};
@@ -45,6 +45,12 @@ pub async fn token_v2(
     token(core, tenant, Endpoint::V2, req).await
 }
 
+/// Any method but POST on a token endpoint: AADSTS900561, as Entra answers.
+pub async fn wrong_method(State(core): State<Arc<Core>>, req: Request<Body>) -> Response {
+    let (parts, _) = req.into_parts();
+    AadError::new(900561, &[parts.method.as_str()]).respond(&parts, core.clock.now(), "entra.token")
+}
+
 async fn token(
     core: Arc<Core>,
     tenant: String,
@@ -53,15 +59,8 @@ async fn token(
 ) -> Response {
     let (parts, body) = req.into_parts();
     let now = core.clock.now();
-    let request_id = client_request_id(&parts.headers, parts.uri.query());
-    let ctx = ErrorContext {
-        origin: origin(&parts),
-        correlation_id: request_id
-            .clone()
-            .unwrap_or_else(|| Uuid::new_v4().to_string()),
-        client_request_id: request_id.clone(),
-        now,
-    };
+    let ctx = ErrorContext::from_parts(&parts, now);
+    let request_id = ctx.client_request_id.clone();
     let mut outcome = Outcome::new("entra.token");
     let result = match read_body(body, core.settings.body_limit).await {
         Err(BodyError::TooLarge) => {

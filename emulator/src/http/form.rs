@@ -15,9 +15,9 @@ impl std::fmt::Display for FormError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             FormError::BadEscape { field } => {
-                write!(f, "malformed percent-escape in form field '{field}'")
+                write!(f, "Malformed percent-escape in form field '{field}'")
             }
-            FormError::NotUtf8 { field } => write!(f, "form field '{field}' is not valid UTF-8"),
+            FormError::NotUtf8 { field } => write!(f, "Form field '{field}' is not valid UTF-8"),
         }
     }
 }
