@@ -77,46 +77,101 @@ pub struct EmulatorBuilder {
 
 impl EmulatorBuilder {
     /// Serves this world instead of the embedded default.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let world = m365_emulator::World::from_file("my-world.toml".as_ref())?;
+    /// let emulator = m365_emulator::Emulator::builder().world(world).start().await?;
+    /// # Ok(()) }
+    /// ```
     pub fn world(mut self, world: World) -> Self {
         self.world = Some(world);
         self
     }
 
     /// Keeps CA, certificates and keys in `dir` (reused on the next start).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let emulator = m365_emulator::Emulator::builder().state_dir("/tmp/m365emu").start().await?;
+    /// assert!(emulator.ca_path().starts_with("/tmp/m365emu"));
+    /// # Ok(()) }
+    /// ```
     pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.overrides.state_dir = Some(dir.into());
         self
     }
 
     /// Generates every RSA key from this seed: reproducible thumbprints and `kid`s.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let emulator = m365_emulator::Emulator::builder().key_seed(42).start().await?;
+    /// let thumbprint = &emulator.ready().tenants[0].applications[0].thumbprint_sha1;
+    /// # Ok(()) }
+    /// ```
     pub fn key_seed(mut self, seed: u64) -> Self {
         self.overrides.key_seed = Some(seed);
         self
     }
 
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let emulator = m365_emulator::Emulator::builder().https_port(8443).start().await?;
+    /// assert_eq!(emulator.https_addr().port(), 8443);
+    /// # Ok(()) }
+    /// ```
     pub fn https_port(mut self, port: u16) -> Self {
         self.overrides.https_port = Some(port);
         self
     }
 
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let emulator = m365_emulator::Emulator::builder().http_port(0).start().await?;
+    /// println!("{}", emulator.uri());
+    /// # Ok(()) }
+    /// ```
     pub fn http_port(mut self, port: u16) -> Self {
         self.overrides.http_port = Some(port);
         self
     }
 
     /// Also writes the ready file here (it is always written to `state_dir/ready.json`).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let emulator = m365_emulator::Emulator::builder().ready_file("/tmp/emulator-ready.json").start().await?;
+    /// # Ok(()) }
+    /// ```
     pub fn ready_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.overrides.ready_file = Some(path.into());
         self
     }
 
     /// How many entries the request journal keeps (a ring buffer; default 10000).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let emulator = m365_emulator::Emulator::builder().journal_capacity(100).start().await?;
+    /// assert_eq!(emulator.journal().capacity(), 100);
+    /// # Ok(()) }
+    /// ```
     pub fn journal_capacity(mut self, entries: usize) -> Self {
         self.overrides.journal_capacity = Some(entries);
         self
     }
 
     /// Replaces all overrides at once (what the CLI does).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let over = m365_emulator::Overrides { clock_skew_seconds: Some(60), ..Default::default() };
+    /// let emulator = m365_emulator::Emulator::builder().overrides(over).start().await?;
+    /// # Ok(()) }
+    /// ```
     pub fn overrides(mut self, overrides: Overrides) -> Self {
         self.overrides = overrides;
         self
@@ -138,12 +193,24 @@ impl EmulatorBuilder {
     }
 
     /// Ports used when neither an override nor the world file names one (0 = free port).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let emulator = m365_emulator::Emulator::builder().default_ports(8443, 8080).start().await?;
+    /// # Ok(()) }
+    /// ```
     pub fn default_ports(mut self, https: u16, http: u16) -> Self {
         self.default_ports = (https, http);
         self
     }
 
     /// Binds the listeners, seeds the world, writes the ready file and starts serving.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let emulator = m365_emulator::Emulator::builder().start().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn start(self) -> Result<Emulator, StartError> {
         let world = match self.world {
             Some(w) => w,
@@ -313,6 +380,31 @@ async fn not_found(uri: axum::http::Uri) -> axum::response::Response {
 }
 
 /// A running emulator. Dropping it stops the listeners and removes the ready files.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let emulator = m365_emulator::Emulator::builder().key_seed(1).start().await?;
+/// let contoso = &emulator.ready().tenants[0];
+/// let app = &contoso.applications[0];
+/// let ca = reqwest::Certificate::from_pem(emulator.ca_pem().as_bytes())?;
+/// let client = reqwest::Client::builder().tls_certs_only([ca]).no_proxy().build()?;
+/// let token: serde_json::Value = client
+///     .post(format!("{}/{}/oauth2/v2.0/token", emulator.https_uri(), contoso.id))
+///     .form(&[
+///         ("grant_type", "client_credentials"),
+///         ("client_id", app.client_id.as_str()),
+///         ("client_secret", app.client_secret.as_deref().unwrap_or_default()),
+///         ("scope", "https://manage.office.com/.default"),
+///     ])
+///     .send()
+///     .await?
+///     .json()
+///     .await?;
+/// assert_eq!(token["expires_in"], 3599);
+/// assert_eq!(emulator.journal().len(), 1);
+/// # Ok(()) }
+/// ```
 pub struct Emulator {
     core: Arc<Core>,
     https_local: SocketAddr,
@@ -334,47 +426,110 @@ impl std::fmt::Debug for Emulator {
 
 impl Emulator {
     /// A builder with library defaults.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let builder = m365_emulator::Emulator::builder().key_seed(7);
+    /// let emulator = builder.start().await?;
+    /// # Ok(()) }
+    /// ```
     pub fn builder() -> EmulatorBuilder {
         EmulatorBuilder::default()
     }
 
     /// The HTTPS base URL, e.g. `https://127.0.0.1:41234` (no trailing slash).
+    ///
+    /// ```no_run
+    /// # async fn demo(emulator: m365_emulator::Emulator) -> Result<(), Box<dyn std::error::Error>> {
+    /// let authority = format!("{}/contoso.onmicrosoft.com", emulator.https_uri());
+    /// # Ok(()) }
+    /// ```
     pub fn https_uri(&self) -> &str {
         &self.ready.https_url
     }
 
     /// The plain-HTTP base URL.
+    ///
+    /// ```no_run
+    /// # async fn demo(emulator: m365_emulator::Emulator) -> Result<(), Box<dyn std::error::Error>> {
+    /// let health = format!("{}/_emulator/health", emulator.uri());
+    /// # Ok(()) }
+    /// ```
     pub fn uri(&self) -> &str {
         &self.ready.http_url
     }
 
+    ///
+    /// ```no_run
+    /// # async fn demo(emulator: m365_emulator::Emulator) -> Result<(), Box<dyn std::error::Error>> {
+    /// let port = emulator.https_addr().port();
+    /// # Ok(()) }
+    /// ```
     pub fn https_addr(&self) -> SocketAddr {
         self.https_local
     }
 
+    ///
+    /// ```no_run
+    /// # async fn demo(emulator: m365_emulator::Emulator) -> Result<(), Box<dyn std::error::Error>> {
+    /// let port = emulator.http_addr().port();
+    /// # Ok(()) }
+    /// ```
     pub fn http_addr(&self) -> SocketAddr {
         self.http_local
     }
 
     /// The CA certificate (PEM) that clients must trust.
+    ///
+    /// ```no_run
+    /// # async fn demo(emulator: m365_emulator::Emulator) -> Result<(), Box<dyn std::error::Error>> {
+    /// assert!(emulator.ca_pem().starts_with("-----BEGIN CERTIFICATE-----"));
+    /// # Ok(()) }
+    /// ```
     pub fn ca_pem(&self) -> &str {
         self.core.pki.ca_pem()
     }
 
+    ///
+    /// ```no_run
+    /// # async fn demo(emulator: m365_emulator::Emulator) -> Result<(), Box<dyn std::error::Error>> {
+    /// std::env::set_var("REQUESTS_CA_BUNDLE", emulator.ca_path());
+    /// # Ok(()) }
+    /// ```
     pub fn ca_path(&self) -> PathBuf {
         self.core.pki.ca_path()
     }
 
+    ///
+    /// ```no_run
+    /// # async fn demo(emulator: m365_emulator::Emulator) -> Result<(), Box<dyn std::error::Error>> {
+    /// let ready = emulator.state_dir().join("ready.json");
+    /// # Ok(()) }
+    /// ```
     pub fn state_dir(&self) -> &Path {
         &self.core.state_dir
     }
 
     /// What the ready file says: URLs, tenants, credentials and their files.
+    ///
+    /// ```no_run
+    /// # async fn demo(emulator: m365_emulator::Emulator) -> Result<(), Box<dyn std::error::Error>> {
+    /// let contoso = &emulator.ready().tenants[0];
+    /// let secret = contoso.applications[0].client_secret.clone();
+    /// # Ok(()) }
+    /// ```
     pub fn ready(&self) -> &ReadyInfo {
         &self.ready
     }
 
     /// The emulator's clock (freeze, advance, set).
+    ///
+    /// ```no_run
+    /// # async fn demo(emulator: m365_emulator::Emulator) -> Result<(), Box<dyn std::error::Error>> {
+    /// emulator.clock().freeze();
+    /// emulator.clock().advance(time::Duration::hours(2)); // issued tokens have now expired
+    /// # Ok(()) }
+    /// ```
     pub fn clock(&self) -> &Clock {
         &self.core.clock
     }
@@ -415,11 +570,23 @@ impl Emulator {
     }
 
     /// The shared state, for advanced embedding.
+    ///
+    /// ```no_run
+    /// # async fn demo(emulator: m365_emulator::Emulator) -> Result<(), Box<dyn std::error::Error>> {
+    /// let tenants = emulator.core().directory().world.tenants.len();
+    /// # Ok(()) }
+    /// ```
     pub fn core(&self) -> &Arc<Core> {
         &self.core
     }
 
     /// Stops accepting, drains open connections and removes the ready files.
+    ///
+    /// ```no_run
+    /// # async fn demo(emulator: m365_emulator::Emulator) -> Result<(), Box<dyn std::error::Error>> {
+    /// emulator.shutdown().await; // the ready files are gone
+    /// # Ok(()) }
+    /// ```
     pub async fn shutdown(mut self) {
         let _ = self.shutdown_tx.send(true);
         for t in self.tasks.drain(..) {
@@ -444,6 +611,13 @@ pub struct FaultGuard {
 
 impl FaultGuard {
     /// The rule's id, as `/_emulator/faults` lists it.
+    ///
+    /// ```no_run
+    /// # async fn demo(emulator: m365_emulator::Emulator) -> Result<(), Box<dyn std::error::Error>> {
+    /// let guard = emulator.add_fault(serde_json::json!({"action": {"status": 503}}))?;
+    /// println!("rule {}", guard.id());
+    /// # Ok(()) }
+    /// ```
     pub fn id(&self) -> &str {
         &self.id
     }
