@@ -164,6 +164,18 @@ impl EmulatorBuilder {
         self
     }
 
+    /// Headless sign-in: `login_hint` names the user, no pages (see the README).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let emulator = m365_emulator::Emulator::builder().auto_sign_in(true).start().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn auto_sign_in(mut self, on: bool) -> Self {
+        self.overrides.auto_sign_in = Some(on);
+        self
+    }
+
     /// Replaces all overrides at once (what the CLI does).
     ///
     /// ```no_run

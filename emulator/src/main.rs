@@ -69,6 +69,10 @@ struct ServeArgs {
     /// Entries kept in the request journal (a ring buffer) [default: 10000].
     #[arg(long, value_name = "N", env = "M365EMU_JOURNAL_CAPACITY")]
     journal_capacity: Option<usize>,
+    /// Headless sign-in for CI: an authorize request with `login_hint=<user>` signs that user
+    /// in and accepts consent without the pages [default: false].
+    #[arg(long, value_name = "BOOL", env = "M365EMU_AUTO_SIGN_IN", num_args = 0..=1, default_missing_value = "true")]
+    auto_sign_in: Option<bool>,
     /// A fault rule (JSON, as POST /_emulator/faults takes) loaded at start; repeatable.
     #[arg(long = "fault", value_name = "JSON")]
     faults: Vec<String>,
@@ -146,6 +150,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         issuer_host: args.issuer_host.clone(),
         key_seed: args.key_seed,
         journal_capacity: args.journal_capacity,
+        auto_sign_in: args.auto_sign_in,
     };
     let mut faults = Vec::new();
     for (i, text) in args.faults.iter().enumerate() {

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::entra::managed_identity;
 use crate::state::Core;
+use crate::world::ManagedIdentityKind;
 
 /// Written atomically once every listener is bound and the world is seeded.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -17,6 +19,16 @@ pub struct ReadyInfo {
     pub pid: u32,
     pub tenants: Vec<ReadyTenant>,
     pub acs: Vec<ReadyAcs>,
+    /// The world's managed identities (absent from ready files of older versions).
+    #[serde(default)]
+    pub managed_identities: Vec<ReadyManagedIdentity>,
+    /// The App Service managed-identity endpoint (`IDENTITY_ENDPOINT`), `{http_url}/msi/token`.
+    #[serde(default)]
+    pub identity_endpoint: String,
+    /// The App Service secret (`IDENTITY_HEADER`, sent as `X-IDENTITY-HEADER`); stable for a
+    /// state directory (see [`crate::entra::managed_identity::identity_header`]).
+    #[serde(default)]
+    pub identity_header: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -47,6 +59,20 @@ pub struct ReadyUser {
     pub object_id: String,
     pub user_principal_name: String,
     pub password: String,
+}
+
+/// A managed identity: the App Service and IMDS endpoints select it by `client_id`,
+/// `object_id` or `resource_id`; without a selector they answer for the first `system` one.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ReadyManagedIdentity {
+    pub name: String,
+    /// The tenant GUID the identity's tokens are issued in.
+    pub tenant: String,
+    pub client_id: String,
+    pub object_id: String,
+    pub kind: ManagedIdentityKind,
+    /// The ARM resource id (`mi_res_id` / `msi_res_id` selector).
+    pub resource_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -123,6 +149,21 @@ impl ReadyInfo {
                 connection_string: format!("endpoint={https_url}/;accesskey={}", a.primary_key),
             })
             .collect();
+        let managed_identities = dir
+            .world
+            .managed_identities
+            .iter()
+            .map(|mi| ReadyManagedIdentity {
+                name: mi.name.clone(),
+                tenant: dir
+                    .tenant(&mi.tenant)
+                    .map_or_else(|| mi.tenant.clone(), |t| t.id.to_string()),
+                client_id: mi.client_id.to_string(),
+                object_id: mi.object_id.to_string(),
+                kind: mi.kind,
+                resource_id: mi.resource_id.clone(),
+            })
+            .collect();
         ReadyInfo {
             https_url: https_url.to_string(),
             http_url: http_url.to_string(),
@@ -131,6 +172,9 @@ impl ReadyInfo {
             pid: std::process::id(),
             tenants,
             acs,
+            managed_identities,
+            identity_endpoint: format!("{http_url}{}", managed_identity::APP_SERVICE_PATH),
+            identity_header: managed_identity::identity_header(core),
         }
     }
 
@@ -173,6 +217,13 @@ impl ReadyInfo {
             format!("{}/api/v1.0", self.https_url),
         ));
         vars.push(("M365EMU_GRAPH_URL", format!("{}/v1.0", self.https_url)));
+        // Managed identity: App Service style (azure-identity, MSAL and @azure/identity pick it
+        // when both are set); without them, IMDS redirected to the plain-HTTP listener.
+        if !self.identity_endpoint.is_empty() && !self.identity_header.is_empty() {
+            vars.push(("IDENTITY_ENDPOINT", self.identity_endpoint.clone()));
+            vars.push(("IDENTITY_HEADER", self.identity_header.clone()));
+        }
+        vars.push(("AZURE_POD_IDENTITY_AUTHORITY_HOST", self.http_url.clone()));
         if let Some(acs) = self.acs.first() {
             vars.push(("M365EMU_ACS_ENDPOINT", acs.endpoint.clone()));
             vars.push((

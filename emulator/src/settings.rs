@@ -32,6 +32,9 @@ pub struct Settings {
     pub body_limit: usize,
     /// Entries the request journal keeps (a ring buffer).
     pub journal_capacity: usize,
+    /// Headless sign-in: an authorize request whose `login_hint` names a world user signs that
+    /// user in without the password page and accepts the consent it needs.
+    pub auto_sign_in: bool,
 }
 
 /// Values given on the command line or in the environment (`None` = not given).
@@ -47,6 +50,7 @@ pub struct Overrides {
     pub issuer_host: Option<String>,
     pub key_seed: Option<u64>,
     pub journal_capacity: Option<usize>,
+    pub auto_sign_in: Option<bool>,
 }
 
 /// A setting's value is out of range; names the key it came from.
@@ -113,6 +117,7 @@ impl Settings {
             });
         }
         Ok(Settings {
+            auto_sign_in: over.auto_sign_in.or(file.auto_sign_in).unwrap_or(false),
             journal_capacity,
             bind,
             https_port: over.https_port.or(file.https_port).unwrap_or(defaults.0),

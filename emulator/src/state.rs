@@ -126,6 +126,7 @@ impl Directory {
             app_id: app.client_id,
             object_id: None,
             app_role_grants: Default::default(),
+            delegated_grants: Default::default(),
         })
     }
 
@@ -154,6 +155,8 @@ pub struct Core {
     pub clock: Clock,
     pub journal: Journal,
     pub faults: Faults,
+    /// In-flight Entra user flows: authorize requests, codes, refresh tokens, sessions.
+    pub flows: crate::entra::flows::FlowStore,
     /// Rules from the world file and `--fault` flags, re-added on reset.
     initial_faults: Vec<crate::faults::FaultSpec>,
     initial: Directory,
@@ -197,6 +200,7 @@ impl Core {
             clock: Clock::system(),
             journal,
             faults: Faults::default(),
+            flows: Default::default(),
             initial_faults,
             directory: RwLock::new(initial.clone()),
             initial,
@@ -233,6 +237,7 @@ impl Core {
         *self.directory_mut() = self.initial.clone();
         self.clock.reset();
         self.journal.clear();
+        self.flows.clear();
         self.load_initial_faults();
     }
 }

@@ -48,6 +48,8 @@ pub struct ServerSection {
     pub key_seed: Option<u64>,
     /// Entries the request journal keeps (default 10000).
     pub journal_capacity: Option<usize>,
+    /// Headless sign-in with `login_hint` (default false); see the README.
+    pub auto_sign_in: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -88,6 +90,22 @@ pub struct Tenant {
     /// Service principals (enterprise applications) and the app roles an admin granted them.
     #[serde(default)]
     pub service_principals: Vec<ServicePrincipal>,
+    /// Delegated permissions single users consented to for themselves.
+    #[serde(default)]
+    pub user_consents: Vec<UserConsent>,
+}
+
+/// A user's own consent to delegated permissions of an app (an oauth2PermissionGrant for
+/// one principal).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UserConsent {
+    /// The user's object id.
+    pub user: Uuid,
+    pub app_id: Uuid,
+    /// Resource App ID URI → scopes.
+    #[serde(default)]
+    pub scopes: BTreeMap<String, Vec<String>>,
 }
 
 fn yes() -> bool {
@@ -135,6 +153,9 @@ pub struct ServicePrincipal {
     /// Admin-consented application permissions: resource App ID URI → app role values.
     #[serde(default)]
     pub app_role_grants: BTreeMap<String, Vec<String>>,
+    /// Admin-consented delegated permissions for all users: resource App ID URI → scopes.
+    #[serde(default)]
+    pub delegated_grants: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -142,6 +163,9 @@ pub struct ServicePrincipal {
 pub struct Resource {
     /// The App ID URI, e.g. `https://manage.office.com`.
     pub app_id_uri: String,
+    /// Further identifier URIs that name the same resource.
+    #[serde(default)]
+    pub extra_app_id_uris: Vec<String>,
     pub app_id: Uuid,
     pub display_name: String,
     /// `accessTokenAcceptedVersion`: 1 (the default, as for Microsoft first-party APIs) or 2.
@@ -371,6 +395,31 @@ impl World {
                         format!("tenants[{i}].service_principals[{j}].app_role_grants.\"{res}\"");
                     self.check_roles(res, roles).map_err(|m| invalid(key, m))?;
                 }
+                for (res, scopes) in &sp.delegated_grants {
+                    let key =
+                        format!("tenants[{i}].service_principals[{j}].delegated_grants.\"{res}\"");
+                    self.check_scopes(res, scopes)
+                        .map_err(|m| invalid(key, m))?;
+                }
+            }
+            for (j, uc) in t.user_consents.iter().enumerate() {
+                if !t.users.iter().any(|u| u.object_id == uc.user) {
+                    return Err(invalid(
+                        format!("tenants[{i}].user_consents[{j}].user"),
+                        format!("no user with object_id {} in this tenant", uc.user),
+                    ));
+                }
+                if self.application(&uc.app_id).is_none() {
+                    return Err(invalid(
+                        format!("tenants[{i}].user_consents[{j}].app_id"),
+                        format!("no application with client_id {}", uc.app_id),
+                    ));
+                }
+                for (res, scopes) in &uc.scopes {
+                    let key = format!("tenants[{i}].user_consents[{j}].scopes.\"{res}\"");
+                    self.check_scopes(res, scopes)
+                        .map_err(|m| invalid(key, m))?;
+                }
             }
         }
         let mut resource_ids = HashSet::new();
@@ -459,6 +508,7 @@ impl World {
             for (j, rra) in a.required_resource_access.iter().enumerate() {
                 let key = format!("applications[{i}].required_resource_access[{j}]");
                 self.check_roles(&rra.resource, &rra.app_roles)
+                    .and_then(|()| self.check_scopes(&rra.resource, &rra.scopes))
                     .map_err(|m| invalid(key, m))?;
             }
         }
@@ -510,6 +560,16 @@ impl World {
         Ok(())
     }
 
+    fn check_scopes(&self, resource: &str, scopes: &[String]) -> Result<(), String> {
+        let Some(res) = self.resource(resource) else {
+            return Err(format!("no resource '{resource}' in this world"));
+        };
+        match scopes.iter().find(|s| !res.scopes.contains(s)) {
+            Some(s) => Err(format!("resource '{}' has no scope '{s}'", res.app_id_uri)),
+            None => Ok(()),
+        }
+    }
+
     fn check_roles(&self, resource: &str, roles: &[String]) -> Result<(), String> {
         let Some(res) = self.resource(resource) else {
             return Err(format!("no resource '{resource}' in this world"));
@@ -543,9 +603,9 @@ impl World {
         }
         let wanted = key.trim_end_matches('/');
         self.resources.iter().find(|r| {
-            r.app_id_uri
-                .trim_end_matches('/')
-                .eq_ignore_ascii_case(wanted)
+            std::iter::once(&r.app_id_uri)
+                .chain(&r.extra_app_id_uris)
+                .any(|uri| uri.trim_end_matches('/').eq_ignore_ascii_case(wanted))
         })
     }
 

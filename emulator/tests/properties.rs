@@ -385,7 +385,7 @@ proptest! {
 #[test]
 fn the_unmutated_default_world_parses() {
     let w = World::from_toml_str(DEFAULT_WORLD_TOML, "<default>").expect("valid");
-    assert_eq!(w.tenants.len(), 2);
+    assert_eq!(w.tenants.len(), 3, "Contoso, Fabrikam, Northwind");
     assert_eq!(apply(DEFAULT_WORLD_TOML, &[]), DEFAULT_WORLD_TOML);
 }
 

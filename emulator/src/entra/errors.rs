@@ -42,6 +42,23 @@ pub const CATALOG: &[CatalogEntry] = &[
     CatalogEntry { code: 500011, error: "invalid_resource", status: 400, template: "The resource principal named {0} was not found in the tenant named {1}. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant." },
     CatalogEntry { code: 9002313, error: "invalid_request", status: 400, template: "Invalid request. Request is malformed or invalid. {0}" },
     CatalogEntry { code: 900561, error: "invalid_request", status: 400, template: "The endpoint only accepts POST requests. Received a {0} request." },
+    // User flows (authorize, sign-in, consent, code and refresh-token redemption).
+    CatalogEntry { code: 50011, error: "invalid_request", status: 400, template: "The redirect URI '{0}' specified in the request does not match the redirect URIs configured for the application '{1}'. Make sure the redirect URI sent in the request matches one added to your application in the Azure portal. Navigate to https://aka.ms/redirectUriMismatchError to learn more about how to fix this." },
+    CatalogEntry { code: 50020, error: "invalid_request", status: 400, template: "User account '{0}' from identity provider 'live.com' does not exist in tenant '{1}' and cannot access the application in that tenant. The account needs to be added as an external user in the tenant first. Sign out and sign in again with a different Azure Active Directory user account." },
+    CatalogEntry { code: 50058, error: "login_required", status: 400, template: "A silent sign-in request was sent but no user is signed in." },
+    CatalogEntry { code: 65001, error: "invalid_grant", status: 400, template: "The user or administrator has not consented to use the application with ID '{0}' named '{1}'. Send an interactive authorization request for this user and resource." },
+    CatalogEntry { code: 65004, error: "access_denied", status: 400, template: "User declined to consent to access the app." },
+    CatalogEntry { code: 90094, error: "access_denied", status: 400, template: "The grant requires admin permission." },
+    CatalogEntry { code: 700054, error: "unsupported_response_type", status: 400, template: "response_type '{0}' is not enabled for the application." },
+    CatalogEntry { code: 501491, error: "invalid_request", status: 400, template: "Invalid size of Code_Challenge parameter." },
+    CatalogEntry { code: 54005, error: "invalid_grant", status: 400, template: "OAuth2 Authorization code was already redeemed, please retry with a new valid code or use an existing refresh token." },
+    CatalogEntry { code: 70008, error: "invalid_grant", status: 400, template: "The provided authorization code or refresh token has expired due to inactivity. Send a new interactive authorization request for this user and resource." },
+    CatalogEntry { code: 70000, error: "invalid_grant", status: 400, template: "The provided value for the '{0}' parameter is not valid." },
+    CatalogEntry { code: 501481, error: "invalid_grant", status: 400, template: "The Code_Verifier does not match the code_challenge supplied in the authorization request." },
+    CatalogEntry { code: 700005, error: "invalid_grant", status: 400, template: "Provided Authorization Code is intended to use against other tenant, thus rejected." },
+    CatalogEntry { code: 700082, error: "invalid_grant", status: 400, template: "The refresh token has expired due to inactivity. The token was issued on {0} and was inactive for 90.00:00:00." },
+    CatalogEntry { code: 50126, error: "invalid_grant", status: 400, template: "Error validating credentials due to invalid username or password." },
+    CatalogEntry { code: 50034, error: "invalid_grant", status: 400, template: "The user account {0} does not exist in the {1} directory. To sign into this application, the account must be added to the directory." },
     CatalogEntry { code: 50049, error: "invalid_instance", status: 400, template: "Unknown or invalid instance." },
     // Throttling and transient failures: reached through fault injection (status unconfirmed for
     // the body; client-credentials throttling is documented as 429 with `Retry-After: 60`).
@@ -99,6 +116,8 @@ pub struct AadError {
     pub error: &'static str,
     pub status: StatusCode,
     pub message: String,
+    /// `suberror`, e.g. `consent_required` with 65001 at the token endpoint.
+    pub suberror: Option<&'static str>,
 }
 
 impl AadError {
@@ -111,6 +130,7 @@ impl AadError {
                 error: "server_error",
                 status: StatusCode::INTERNAL_SERVER_ERROR,
                 message: format!("Unknown error {code}."),
+                suberror: None,
             };
         };
         let mut message = e.template.to_string();
@@ -122,6 +142,7 @@ impl AadError {
             error: e.error,
             status: StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
             message,
+            suberror: (e.code == 65001).then_some("consent_required"),
         }
     }
 
@@ -159,7 +180,7 @@ impl AadError {
             "AADSTS{}: {}\r\nTrace ID: {}\r\nCorrelation ID: {}\r\nTimestamp: {}",
             self.code, self.message, trace_id, ctx.correlation_id, ts
         );
-        let body = json!({
+        let mut body = json!({
             "error": self.error,
             "error_description": description,
             "error_codes": [self.code],
@@ -168,6 +189,9 @@ impl AadError {
             "correlation_id": ctx.correlation_id,
             "error_uri": format!("{}/error?code={}", ctx.origin, self.code),
         });
+        if let Some(sub) = self.suberror {
+            body["suberror"] = json!(sub);
+        }
         let mut resp = (self.status, body.to_string()).into_response();
         super::token_headers(
             resp.headers_mut(),

@@ -17,6 +17,8 @@ pub const BACKDATE: Duration = Duration::seconds(300);
 /// How the client authenticated: `appidacr`/`azpacr` "1" = secret, "2" = certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientAuth {
+    /// A public client: no credential (`appidacr`/`azpacr` "0").
+    Public,
     Secret,
     Certificate,
 }
@@ -24,6 +26,7 @@ pub enum ClientAuth {
 impl ClientAuth {
     pub fn acr(self) -> &'static str {
         match self {
+            ClientAuth::Public => "0",
             ClientAuth::Secret => "1",
             ClientAuth::Certificate => "2",
         }
@@ -146,4 +149,173 @@ pub fn mint_app_only(
         not_before: iat,
         expires_on: exp,
     })
+}
+
+/// Everything a delegated (user) token says.
+pub struct DelegatedGrant<'a> {
+    pub tenant: &'a Tenant,
+    pub app: &'a Application,
+    pub user: &'a crate::world::User,
+    pub resource: &'a Resource,
+    /// The resource as the client named it (v1 `aud`).
+    pub requested_resource: &'a str,
+    pub scopes: Vec<String>,
+    pub auth: ClientAuth,
+    pub nonce: Option<&'a str>,
+}
+
+/// A pairwise subject: stable per user and app, different across apps (as Entra's `sub`).
+fn pairwise_sub(user: &Uuid, app: &Uuid) -> String {
+    let mut material = user.as_bytes().to_vec();
+    material.extend_from_slice(app.as_bytes());
+    jose::b64url(&jose::sha256(&material))[..43].to_string()
+}
+
+fn user_names(c: &mut Map<String, Value>, user: &crate::world::User) {
+    if let Some(f) = &user.surname {
+        c.insert("family_name".into(), json!(f));
+    }
+    if let Some(g) = &user.given_name {
+        c.insert("given_name".into(), json!(g));
+    }
+}
+
+/// A delegated access token for `grant.resource`.
+pub fn mint_delegated(
+    key: &SigningKey,
+    grant: &DelegatedGrant<'_>,
+    now: OffsetDateTime,
+    lifetime: Duration,
+    issuer_host: &str,
+) -> Result<MintedToken, JoseError> {
+    let iat = now - BACKDATE;
+    let exp = now + lifetime;
+    let uti = opaque(16);
+    let tid = grant.tenant.id.to_string();
+    let oid = grant.user.object_id.to_string();
+    let version = grant.resource.access_token_version;
+    let mut c = Map::new();
+    let header;
+    let scp = grant.scopes.join(" ");
+    if version == 2 {
+        header = json!({"typ": "JWT", "alg": "RS256", "kid": key.kid});
+        c.insert("aud".into(), json!(grant.resource.app_id.to_string()));
+        c.insert("iss".into(), json!(issuer_v2(issuer_host, &tid)));
+        c.insert("iat".into(), json!(iat.unix_timestamp()));
+        c.insert("nbf".into(), json!(iat.unix_timestamp()));
+        c.insert("exp".into(), json!(exp.unix_timestamp()));
+        c.insert("aio".into(), json!(opaque(48)));
+        c.insert("azp".into(), json!(grant.app.client_id.to_string()));
+        c.insert("azpacr".into(), json!(grant.auth.acr()));
+        c.insert("name".into(), json!(grant.user.display_name));
+        c.insert("oid".into(), json!(oid));
+        c.insert(
+            "preferred_username".into(),
+            json!(grant.user.user_principal_name),
+        );
+        c.insert("rh".into(), json!(format!("0.A{}.", opaque(40))));
+        c.insert("scp".into(), json!(scp));
+        c.insert(
+            "sub".into(),
+            json!(pairwise_sub(&grant.user.object_id, &grant.app.client_id)),
+        );
+        c.insert("tid".into(), json!(tid));
+        c.insert("uti".into(), json!(uti));
+        c.insert("ver".into(), json!("2.0"));
+    } else {
+        header = json!({"typ": "JWT", "alg": "RS256", "x5t": key.kid, "kid": key.kid});
+        let iss = issuer_v1(&tid);
+        c.insert("aud".into(), json!(grant.requested_resource));
+        c.insert("iss".into(), json!(iss));
+        c.insert("iat".into(), json!(iat.unix_timestamp()));
+        c.insert("nbf".into(), json!(iat.unix_timestamp()));
+        c.insert("exp".into(), json!(exp.unix_timestamp()));
+        c.insert("acr".into(), json!("1"));
+        c.insert("aio".into(), json!(opaque(48)));
+        c.insert("amr".into(), json!(["pwd"]));
+        c.insert("app_displayname".into(), json!(grant.app.display_name));
+        c.insert("appid".into(), json!(grant.app.client_id.to_string()));
+        c.insert("appidacr".into(), json!(grant.auth.acr()));
+        user_names(&mut c, grant.user);
+        c.insert("idtyp".into(), json!("user"));
+        c.insert("ipaddr".into(), json!("127.0.0.1"));
+        c.insert("name".into(), json!(grant.user.display_name));
+        c.insert("oid".into(), json!(oid));
+        c.insert("rh".into(), json!(format!("0.A{}.", opaque(40))));
+        c.insert("scp".into(), json!(scp));
+        c.insert(
+            "sub".into(),
+            json!(pairwise_sub(&grant.user.object_id, &grant.app.client_id)),
+        );
+        c.insert("tid".into(), json!(tid));
+        c.insert("unique_name".into(), json!(grant.user.user_principal_name));
+        c.insert("upn".into(), json!(grant.user.user_principal_name));
+        c.insert("uti".into(), json!(uti));
+        c.insert("ver".into(), json!("1.0"));
+    }
+    let access_token = key.signer.sign_jwt(jose::JwsAlg::RS256, &header, &c)?;
+    Ok(MintedToken {
+        access_token,
+        uti,
+        version,
+        issued_at: iat,
+        not_before: iat,
+        expires_on: exp,
+    })
+}
+
+/// An id token for the client (`aud` = client id), v2 or v1 claim set.
+pub fn mint_id_token(
+    key: &SigningKey,
+    grant: &DelegatedGrant<'_>,
+    v2: bool,
+    now: OffsetDateTime,
+    issuer_host: &str,
+) -> Result<String, JoseError> {
+    let iat = now - BACKDATE;
+    let exp = now + Duration::hours(1);
+    let tid = grant.tenant.id.to_string();
+    let mut c = Map::new();
+    c.insert("aud".into(), json!(grant.app.client_id.to_string()));
+    c.insert(
+        "iss".into(),
+        json!(if v2 {
+            issuer_v2(issuer_host, &tid)
+        } else {
+            issuer_v1(&tid)
+        }),
+    );
+    c.insert("iat".into(), json!(iat.unix_timestamp()));
+    c.insert("nbf".into(), json!(iat.unix_timestamp()));
+    c.insert("exp".into(), json!(exp.unix_timestamp()));
+    if !v2 {
+        c.insert("amr".into(), json!(["pwd"]));
+        user_names(&mut c, grant.user);
+        c.insert("ipaddr".into(), json!("127.0.0.1"));
+    }
+    c.insert("name".into(), json!(grant.user.display_name));
+    if let Some(n) = grant.nonce {
+        c.insert("nonce".into(), json!(n));
+    }
+    c.insert("oid".into(), json!(grant.user.object_id.to_string()));
+    if v2 {
+        c.insert(
+            "preferred_username".into(),
+            json!(grant.user.user_principal_name),
+        );
+    }
+    c.insert("rh".into(), json!(format!("0.A{}.", opaque(40))));
+    c.insert(
+        "sub".into(),
+        json!(pairwise_sub(&grant.user.object_id, &grant.app.client_id)),
+    );
+    c.insert("tid".into(), json!(tid));
+    if !v2 {
+        c.insert("unique_name".into(), json!(grant.user.user_principal_name));
+        c.insert("upn".into(), json!(grant.user.user_principal_name));
+    }
+    c.insert("uti".into(), json!(opaque(16)));
+    c.insert("ver".into(), json!(if v2 { "2.0" } else { "1.0" }));
+    let header = json!({"typ": "JWT", "alg": "RS256", "kid": key.kid});
+    key.signer.sign_jwt(jose::JwsAlg::RS256, &header, &c)
 }

@@ -2,10 +2,16 @@
 //! minting, OIDC discovery, JWKS and instance discovery, with Entra's error catalog.
 
 pub mod assertion;
+pub mod authorize;
+pub mod consent;
 pub mod discovery;
 pub mod errors;
+pub mod flows;
+pub mod managed_identity;
 pub mod mint;
+pub mod pages;
 pub mod token;
+pub mod user_grants;
 
 use std::sync::Arc;
 
@@ -42,6 +48,22 @@ pub fn router() -> Router<Arc<Core>> {
             "/{tenant}/discovery/instance",
             get(discovery::instance_discovery),
         )
+        .route("/{tenant}/oauth2/authorize", get(authorize::authorize_v1))
+        .route(
+            "/{tenant}/oauth2/v2.0/authorize",
+            get(authorize::authorize_v2),
+        )
+        .route(
+            "/{tenant}/v2.0/adminconsent",
+            get(authorize::admin_consent_v2),
+        )
+        .route(
+            "/{tenant}/adminconsent",
+            get(authorize::admin_consent_legacy),
+        )
+        .route("/{tenant}/login", post(authorize::login))
+        .route("/{tenant}/consent", post(authorize::consent_decision))
+        .merge(managed_identity::router())
 }
 
 /// The operation name of each route (journal and fault matching use these).
@@ -51,7 +73,16 @@ pub fn operation(route: &str) -> Option<&'static str> {
         "/{tenant}/.well-known/openid-configuration"
         | "/{tenant}/v2.0/.well-known/openid-configuration" => "entra.discovery",
         "/{tenant}/discovery/keys" | "/{tenant}/discovery/v2.0/keys" => "entra.keys",
+        "/{tenant}/oauth2/authorize"
+        | "/{tenant}/oauth2/v2.0/authorize"
+        | "/{tenant}/v2.0/adminconsent"
+        | "/{tenant}/adminconsent"
+        | "/{tenant}/login"
+        | "/{tenant}/consent" => "entra.authorize",
         "/{tenant}/discovery/instance" => "entra.instance_discovery",
+        "/msi/token" | "/metadata/identity/oauth2/token" | "/metadata/identity/oauth2/token/" => {
+            "entra.managed_identity"
+        }
         _ => return None,
     })
 }

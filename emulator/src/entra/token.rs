@@ -157,7 +157,11 @@ fn issue(
     let grant_type = form
         .non_empty("grant_type")
         .ok_or_else(|| AadError::new(900144, &["grant_type"]))?;
-    if grant_type != "client_credentials" {
+    let user_grant = matches!(
+        grant_type,
+        "authorization_code" | "refresh_token" | "password"
+    );
+    if grant_type != "client_credentials" && !user_grant {
         return Err(AadError::new(70003, &[grant_type]));
     }
     let basic = basic_credentials(parts);
@@ -176,15 +180,30 @@ fn issue(
         .ok()
         .and_then(|id| dir.application(&id))
         .ok_or_else(not_found)?;
+    if matches!(tenant_ref, TenantRef::Alias(_)) && !app.multi_tenant {
+        return Err(AadError::new(
+            50194,
+            &[&app.client_id.to_string(), &app.display_name],
+        ));
+    }
+    if user_grant {
+        return super::user_grants::issue(
+            core,
+            dir,
+            parts,
+            tenant_segment,
+            tenant_ref,
+            endpoint,
+            form,
+            grant_type,
+            app,
+            basic.as_ref(),
+            outcome,
+        );
+    }
 
     let tenant: &Tenant = match tenant_ref {
         TenantRef::Alias(alias) => {
-            if !app.multi_tenant {
-                return Err(AadError::new(
-                    50194,
-                    &[&app.client_id.to_string(), &app.display_name],
-                ));
-            }
             if alias != "organizations" {
                 return Err(AadError::new(9001023, &[]));
             }
@@ -211,6 +230,10 @@ fn issue(
         basic.as_ref(),
         outcome,
     )?;
+    if auth == ClientAuth::Public {
+        // Client credentials need a credential; public clients have none.
+        return Err(AadError::new(7000218, &[]));
+    }
     let (resource, requested) = requested_resource(dir, tenant, endpoint, form)?;
 
     let roles = sp
@@ -264,7 +287,7 @@ fn issue(
 
 /// Checks the client's secret or certificate assertion.
 #[allow(clippy::too_many_arguments)]
-fn authenticate(
+pub(super) fn authenticate(
     core: &Core,
     dir: &Directory,
     parts: &Parts,
@@ -301,6 +324,9 @@ fn authenticate(
         return Ok(ClientAuth::Certificate);
     }
     let Some(secret) = secret else {
+        if app.public_client {
+            return Ok(ClientAuth::Public);
+        }
         return Err(AadError::new(7000218, &[]));
     };
     let client = app.client_id.to_string();

@@ -1,0 +1,416 @@
+//! Token grants with a user: `authorization_code` (+ PKCE), `refresh_token` and `password`
+//! (ROPC). Each issues a delegated access token for one resource, plus an id token with
+//! `openid` and a refresh token with `offline_access` (v1 always returns both).
+
+use http::request::Parts;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::authorize::client_info;
+use super::consent::{self, GRAPH};
+use super::errors::AadError;
+use super::flows::{
+    insert_bounded, lock, random_token, RefreshGrant, ScopeSet, REFRESH_INACTIVITY,
+};
+use super::mint::{self, ClientAuth, DelegatedGrant};
+use super::token::{authenticate, Endpoint};
+use super::TenantRef;
+use crate::http::form::Form;
+use crate::http::Outcome;
+use crate::jose;
+use crate::state::{Core, Directory};
+use crate::world::{Application, Tenant, User};
+
+/// What the request is for, once the grant is checked.
+struct Subject<'d> {
+    tenant: &'d Tenant,
+    user: &'d User,
+    oidc: Vec<String>,
+    /// Delegated scopes per resource the client may ask a token for.
+    scopes: ScopeSet,
+    /// v1: the resource named at authorize.
+    resource: Option<String>,
+    nonce: Option<String>,
+}
+
+/// The grant-specific part of the token endpoint for user grants.
+#[allow(clippy::too_many_arguments)]
+pub fn issue(
+    core: &Core,
+    dir: &Directory,
+    parts: &Parts,
+    tenant_segment: &str,
+    tenant_ref: TenantRef<'_>,
+    endpoint: Endpoint,
+    form: &Form,
+    grant_type: &str,
+    app: &Application,
+    basic: Option<&(String, String)>,
+    outcome: &mut Outcome,
+) -> Result<Value, AadError> {
+    let now = core.clock.now();
+    let required = |name: &str| {
+        form.non_empty(name)
+            .ok_or_else(|| AadError::new(900144, &[name]))
+    };
+    let wrong_tenant = |t: &Tenant| matches!(tenant_ref, TenantRef::Tenant(x) if x.id != t.id);
+    let (subject, auth) = match grant_type {
+        "authorization_code" => {
+            let code = required("code")?;
+            let redirect_uri = required("redirect_uri")?;
+            let grant = lock(&core.flows.codes)
+                .get(code)
+                .cloned()
+                .filter(|g| g.client_id == app.client_id)
+                .ok_or_else(|| AadError::new(70000, &["code"]))?;
+            let (tenant, user) = user_in(dir, &grant.tenant, &grant.user)?;
+            if wrong_tenant(tenant) {
+                return Err(AadError::new(700005, &[]));
+            }
+            if grant.redeemed {
+                return Err(AadError::new(54005, &[]));
+            }
+            if super::authorize::code_expired(&grant, now) {
+                return Err(AadError::new(70008, &[]));
+            }
+            if grant.redirect_uri != redirect_uri {
+                let mut e = AadError::with_message(
+                    50011,
+                    format!(
+                        "The reply address '{redirect_uri}' does not match the reply address '{}' provided when requesting Authorization code.",
+                        grant.redirect_uri
+                    ),
+                );
+                e.error = "invalid_client";
+                e.status = http::StatusCode::UNAUTHORIZED;
+                return Err(e);
+            }
+            if let Some((challenge, method)) = &grant.code_challenge {
+                let verifier = form.get("code_verifier").unwrap_or_default();
+                let computed = if method == "S256" {
+                    jose::b64url(&jose::sha256(verifier.as_bytes()))
+                } else {
+                    verifier.to_string()
+                };
+                if verifier.is_empty() || &computed != challenge {
+                    return Err(AadError::new(501481, &[]));
+                }
+            }
+            let auth = authenticate(
+                core,
+                dir,
+                parts,
+                tenant_segment,
+                tenant,
+                app,
+                form,
+                basic,
+                outcome,
+            )?;
+            // Single use: redeemed once the request is known to be good.
+            if let Some(g) = lock(&core.flows.codes).get_mut(code) {
+                g.redeemed = true;
+            }
+            let subject = Subject {
+                tenant,
+                user,
+                oidc: grant.oidc.clone(),
+                scopes: grant.scopes.clone(),
+                resource: grant.resource.clone(),
+                nonce: grant.nonce.clone(),
+            };
+            (subject, auth)
+        }
+        "refresh_token" => {
+            let token = required("refresh_token")?;
+            let grant = lock(&core.flows.refresh_tokens)
+                .get(token)
+                .cloned()
+                .filter(|g| g.client_id == app.client_id)
+                .ok_or_else(|| AadError::new(70000, &["refresh_token"]))?;
+            let (tenant, user) = user_in(dir, &grant.tenant, &grant.user)?;
+            if wrong_tenant(tenant) {
+                return Err(AadError::new(70000, &["refresh_token"]));
+            }
+            if now - grant.last_used > REFRESH_INACTIVITY {
+                let issued = super::errors::format_timestamp(grant.issued);
+                return Err(AadError::new(700082, &[&issued]));
+            }
+            let auth = authenticate(
+                core,
+                dir,
+                parts,
+                tenant_segment,
+                tenant,
+                app,
+                form,
+                basic,
+                outcome,
+            )?;
+            if let Some(g) = lock(&core.flows.refresh_tokens).get_mut(token) {
+                g.last_used = now;
+            }
+            let all: ScopeSet = dir
+                .world
+                .resources
+                .iter()
+                .map(|r| {
+                    let granted =
+                        consent::granted_scopes(dir, tenant, app, &user.object_id, &r.app_id_uri);
+                    (r.app_id_uri.clone(), granted)
+                })
+                .filter(|(_, s)| !s.is_empty())
+                .collect();
+            let subject = Subject {
+                tenant,
+                user,
+                oidc: grant.oidc.clone(),
+                scopes: all,
+                resource: None,
+                nonce: None,
+            };
+            (subject, auth)
+        }
+        "password" => {
+            let username = required("username")?;
+            let password = required("password")?;
+            let found = match tenant_ref {
+                TenantRef::Tenant(t) => t
+                    .users
+                    .iter()
+                    .find(|u| u.user_principal_name.eq_ignore_ascii_case(username))
+                    .map(|u| (t, u)),
+                TenantRef::Alias(_) => dir.world.tenants.iter().find_map(|t| {
+                    t.users
+                        .iter()
+                        .find(|u| u.user_principal_name.eq_ignore_ascii_case(username))
+                        .map(|u| (t, u))
+                }),
+            };
+            let directory = match tenant_ref {
+                TenantRef::Tenant(t) => t.display_name.clone(),
+                TenantRef::Alias(_) => username.rsplit('@').next().unwrap_or_default().to_string(),
+            };
+            let (tenant, user) =
+                found.ok_or_else(|| AadError::new(50034, &[username, &directory]))?;
+            if user.password != password {
+                return Err(AadError::new(50126, &[]));
+            }
+            let auth = authenticate(
+                core,
+                dir,
+                parts,
+                tenant_segment,
+                tenant,
+                app,
+                form,
+                basic,
+                outcome,
+            )?;
+            let subject = Subject {
+                tenant,
+                user,
+                oidc: vec!["openid".into(), "profile".into(), "offline_access".into()],
+                scopes: Vec::new(),
+                resource: None,
+                nonce: None,
+            };
+            (subject, auth)
+        }
+        other => return Err(AadError::new(70003, &[other])),
+    };
+    outcome.tenant = Some(subject.tenant.id.to_string());
+    outcome.user = Some(subject.user.object_id.to_string());
+    respond(core, dir, endpoint, form, app, subject, auth, outcome)
+}
+
+fn user_in<'d>(
+    dir: &'d Directory,
+    tenant: &Uuid,
+    user: &Uuid,
+) -> Result<(&'d Tenant, &'d User), AadError> {
+    let t = dir
+        .world
+        .tenants
+        .iter()
+        .find(|t| &t.id == tenant)
+        .ok_or_else(|| AadError::new(90002, &[&tenant.to_string()]))?;
+    let u = t
+        .users
+        .iter()
+        .find(|u| &u.object_id == user)
+        .ok_or_else(|| AadError::new(70000, &["user"]))?;
+    Ok((t, u))
+}
+
+/// Picks the resource and scopes of this token, checks consent, mints and renders.
+#[allow(clippy::too_many_arguments)]
+fn respond(
+    core: &Core,
+    dir: &Directory,
+    endpoint: Endpoint,
+    form: &Form,
+    app: &Application,
+    subject: Subject<'_>,
+    auth: ClientAuth,
+    outcome: &mut Outcome,
+) -> Result<Value, AadError> {
+    let now = core.clock.now();
+    let Subject {
+        tenant,
+        user,
+        mut oidc,
+        scopes: allowed,
+        resource: authorize_resource,
+        nonce,
+    } = subject;
+    // Which resource and scopes this token is for.
+    let (requested_resource, wanted): (String, Vec<String>) = match endpoint {
+        Endpoint::V1 => {
+            let resource = form
+                .non_empty("resource")
+                .map(str::to_string)
+                .or(authorize_resource)
+                .ok_or_else(|| AadError::new(900144, &["resource"]))?;
+            let res = dir
+                .world
+                .resource(&resource)
+                .ok_or_else(|| AadError::new(500011, &[&resource, &tenant.display_name]))?;
+            let granted =
+                consent::granted_scopes(dir, tenant, app, &user.object_id, &res.app_id_uri);
+            (resource, granted)
+        }
+        Endpoint::V2 => {
+            let (asked_oidc, asked) = match form.non_empty("scope") {
+                Some(scope) => consent::parse_scopes(dir, app, scope)?,
+                None => (Vec::new(), Vec::new()),
+            };
+            for o in asked_oidc {
+                if !oidc.contains(&o) {
+                    oidc.push(o);
+                }
+            }
+            let first = asked
+                .first()
+                .cloned()
+                .or_else(|| allowed.first().cloned())
+                .unwrap_or_else(|| (GRAPH.to_string(), Vec::new()));
+            if asked.len() > 1 {
+                let names: Vec<String> = asked.iter().map(|(u, _)| u.clone()).collect();
+                return Err(AadError::with_message(
+                    70011,
+                    format!("The provided value for the input parameter 'scope' is not valid. One or more scopes in '{}' are not compatible with each other.", names.join(" ")),
+                ));
+            }
+            first
+        }
+    };
+    let resource = dir
+        .world
+        .resource(&requested_resource)
+        .ok_or_else(|| AadError::new(500011, &[&requested_resource, &tenant.display_name]))?;
+    let granted = consent::granted_scopes(dir, tenant, app, &user.object_id, &resource.app_id_uri);
+    let lacking: Vec<&String> = wanted.iter().filter(|s| !granted.contains(s)).collect();
+    if !lacking.is_empty() || dir.service_principal(tenant, app).is_none() {
+        return Err(AadError::new(
+            65001,
+            &[&app.client_id.to_string(), &app.display_name],
+        ));
+    }
+    let scp: Vec<String> = if wanted.is_empty() { granted } else { wanted };
+    let grant = DelegatedGrant {
+        tenant,
+        app,
+        user,
+        resource,
+        requested_resource: &requested_resource,
+        scopes: scp.clone(),
+        auth,
+        nonce: nonce.as_deref(),
+    };
+    let key = core.signing.active();
+    let settings = &core.settings;
+    let sign_err = |e: crate::jose::JoseError| {
+        AadError::with_message(9002313, format!("Token signing failed: {e}"))
+    };
+    let token = mint::mint_delegated(
+        &key,
+        &grant,
+        now,
+        settings.token_lifetime,
+        &settings.issuer_host,
+    )
+    .map_err(sign_err)?;
+    outcome.token_id = Some(token.uti.clone());
+    let v1 = endpoint == Endpoint::V1;
+    let id_token = if v1 || oidc.iter().any(|o| o == "openid") {
+        Some(mint::mint_id_token(&key, &grant, !v1, now, &settings.issuer_host).map_err(sign_err)?)
+    } else {
+        None
+    };
+    let refresh_token = (v1 || oidc.iter().any(|o| o == "offline_access")).then(|| {
+        let rt = random_token(64);
+        insert_bounded(
+            &core.flows.refresh_tokens,
+            rt.clone(),
+            RefreshGrant {
+                client_id: app.client_id,
+                tenant: tenant.id,
+                user: user.object_id,
+                oidc: oidc.clone(),
+                issued: now,
+                last_used: now,
+            },
+        );
+        rt
+    });
+    let expires_in = token.expires_in(now);
+    let scope_text = {
+        let mut out: Vec<String> = scp
+            .iter()
+            .map(|s| {
+                if resource.app_id_uri == GRAPH {
+                    s.clone()
+                } else {
+                    format!("{}/{s}", resource.app_id_uri)
+                }
+            })
+            .collect();
+        out.extend(
+            oidc.iter()
+                .filter(|o| o.as_str() != "offline_access")
+                .cloned(),
+        );
+        out.join(" ")
+    };
+    let mut body = if v1 {
+        json!({
+            "token_type": "Bearer",
+            "scope": scp.join(" "),
+            "expires_in": expires_in.to_string(),
+            "ext_expires_in": expires_in.to_string(),
+            "expires_on": token.expires_on.unix_timestamp().to_string(),
+            "not_before": token.not_before.unix_timestamp().to_string(),
+            "resource": requested_resource,
+            "access_token": token.access_token,
+        })
+    } else {
+        json!({
+            "token_type": "Bearer",
+            "scope": scope_text,
+            "expires_in": expires_in,
+            "ext_expires_in": expires_in,
+            "access_token": token.access_token,
+        })
+    };
+    if let Some(rt) = refresh_token {
+        body["refresh_token"] = json!(rt);
+    }
+    if let Some(id) = id_token {
+        body["id_token"] = json!(id);
+    }
+    if form.get("client_info") == Some("1") {
+        body["client_info"] = json!(client_info(&user.object_id, &tenant.id));
+    }
+    Ok(body)
+}
