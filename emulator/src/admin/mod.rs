@@ -3,6 +3,7 @@
 //! JSON in, JSON out; errors are `{"error":{"code":…,"message":…}}` with a 4xx.
 
 pub mod clock;
+pub mod consents;
 pub mod faults;
 pub mod journal;
 
@@ -41,6 +42,8 @@ pub fn router() -> Router<Arc<Core>> {
         .route("/_emulator/faults/{id}", delete(faults::remove))
         .route("/_emulator/journal/stream", get(journal::stream))
         .route("/_emulator/keys", get(list_keys))
+        .route("/_emulator/tenants/{tenant}/consents", get(consents::list).post(consents::grant))
+        .route("/_emulator/tenants/{tenant}/consents/{client_id}", delete(consents::revoke))
         .route("/_emulator/tokens/introspect", post(introspect))
         .route("/_emulator/keys/rotate", post(rotate_keys))
         .route(

@@ -200,31 +200,41 @@ pub fn grant_user(
     for (uri, s) in scopes {
         merge(&mut tenant.user_consents[idx].scopes, uri, s);
     }
+    // Consent by any user creates the app's service principal in the tenant.
+    if !tenant.service_principals.iter().any(|sp| &sp.app_id == app_id) {
+        tenant.service_principals.push(ServicePrincipal {
+            app_id: *app_id,
+            object_id: None,
+            app_role_grants: BTreeMap::new(),
+            delegated_grants: BTreeMap::new(),
+        });
+    }
 }
 
 /// Records tenant-wide admin consent: creates the service principal if needed, grants the
 /// delegated scopes for all users and the app roles the registration requires.
-pub fn grant_admin(
+pub fn grant_admin(dir: &mut Directory, tenant_id: &Uuid, app_id: &Uuid, scopes: &ScopeSet) -> Option<ServicePrincipal> {
+    grant_admin_with(dir, tenant_id, app_id, scopes, None)
+}
+
+/// Like [`grant_admin`], with explicit app roles instead of the registration's.
+pub fn grant_admin_with(
     dir: &mut Directory,
     tenant_id: &Uuid,
     app_id: &Uuid,
     scopes: &ScopeSet,
+    roles: Option<Vec<(String, Vec<String>)>>,
 ) -> Option<ServicePrincipal> {
     let app = dir.world.application(app_id)?.clone();
-    let mut roles: Vec<(String, Vec<String>)> = Vec::new();
-    for rra in &app.required_resource_access {
-        if let Some(res) = dir.world.resource(&rra.resource) {
-            if !rra.app_roles.is_empty() {
-                roles.push((res.app_id_uri.clone(), rra.app_roles.clone()));
-            }
-        }
-    }
+    let roles = roles.unwrap_or_else(|| {
+        app.required_resource_access
+            .iter()
+            .filter(|rra| !rra.app_roles.is_empty())
+            .filter_map(|rra| Some((dir.world.resource(&rra.resource)?.app_id_uri.clone(), rra.app_roles.clone())))
+            .collect()
+    });
     let tenant = dir.world.tenants.iter_mut().find(|t| &t.id == tenant_id)?;
-    let idx = match tenant
-        .service_principals
-        .iter()
-        .position(|sp| &sp.app_id == app_id)
-    {
+    let idx = match tenant.service_principals.iter().position(|sp| &sp.app_id == app_id) {
         Some(i) => i,
         None => {
             tenant.service_principals.push(ServicePrincipal {

@@ -255,3 +255,29 @@ pub async fn instance_discovery(
     });
     json_response(body, OP, None)
 }
+
+/// `GET /common/userrealm/{username}?api-version=1.0`: MSAL's user-realm discovery before
+/// ROPC. World users are cloud-only (`Managed`); unknown domains are `Unknown`.
+pub async fn user_realm(
+    State(core): State<Arc<Core>>,
+    Path((_segment, username)): Path<(String, String)>,
+) -> Response {
+    const OP: &str = "entra.user_realm";
+    let domain = username.rsplit('@').next().unwrap_or_default().to_string();
+    let known = core.directory().tenant(&domain).map(|t| t.domain.clone());
+    let body = match known {
+        Some(domain_name) => json!({
+            "ver": "1.0",
+            "account_type": "Managed",
+            "domain_name": domain_name,
+            "cloud_instance_name": "microsoftonline.com",
+            "cloud_audience_urn": "urn:federation:MicrosoftOnline",
+        }),
+        None => json!({
+            "ver": "1.0",
+            "account_type": "Unknown",
+            "cloud_instance_name": "microsoftonline.com",
+        }),
+    };
+    json_response(body, OP, None)
+}

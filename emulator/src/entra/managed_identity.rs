@@ -121,26 +121,28 @@ impl Style {
     fn selectors(self) -> &'static [(&'static str, Selector)] {
         match self {
             Style::AppService => &[
-                ("client_id", Selector::ClientId),
-                ("principal_id", Selector::ObjectId),
-                ("object_id", Selector::ObjectId),
-                ("mi_res_id", Selector::ResourceId),
+                ("client_id", Selector::Client),
+                ("principal_id", Selector::Object),
+                ("object_id", Selector::Object),
+                ("mi_res_id", Selector::Resource),
             ],
             Style::Imds => &[
-                ("client_id", Selector::ClientId),
-                ("object_id", Selector::ObjectId),
-                ("msi_res_id", Selector::ResourceId),
-                ("mi_res_id", Selector::ResourceId),
+                ("client_id", Selector::Client),
+                ("object_id", Selector::Object),
+                ("msi_res_id", Selector::Resource),
+                ("mi_res_id", Selector::Resource),
             ],
         }
     }
 }
 
+/// What a selector parameter names: the client id, the object (principal) id, the ARM
+/// resource id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Selector {
-    ClientId,
-    ObjectId,
-    ResourceId,
+    Client,
+    Object,
+    Resource,
 }
 
 async fn app_service(State(core): State<Arc<Core>>, req: Request<Body>) -> Response {
@@ -438,9 +440,9 @@ fn select_identity<'d>(
         [(_, sel, value)] => {
             let id = Uuid::parse_str(value).ok();
             identities.iter().find(|mi| match sel {
-                Selector::ClientId => id == Some(mi.client_id),
-                Selector::ObjectId => id == Some(mi.object_id),
-                Selector::ResourceId => mi.resource_id.as_deref().is_some_and(|r| {
+                Selector::Client => id == Some(mi.client_id),
+                Selector::Object => id == Some(mi.object_id),
+                Selector::Resource => mi.resource_id.as_deref().is_some_and(|r| {
                     r.trim_end_matches('/')
                         .eq_ignore_ascii_case(value.trim_end_matches('/'))
                 }),

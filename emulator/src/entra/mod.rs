@@ -61,6 +61,7 @@ pub fn router() -> Router<Arc<Core>> {
             "/{tenant}/adminconsent",
             get(authorize::admin_consent_legacy),
         )
+        .route("/{tenant}/userrealm/{username}", get(discovery::user_realm))
         .route("/{tenant}/login", post(authorize::login))
         .route("/{tenant}/consent", post(authorize::consent_decision))
         .merge(managed_identity::router())
@@ -80,6 +81,7 @@ pub fn operation(route: &str) -> Option<&'static str> {
         | "/{tenant}/login"
         | "/{tenant}/consent" => "entra.authorize",
         "/{tenant}/discovery/instance" => "entra.instance_discovery",
+        "/{tenant}/userrealm/{username}" => "entra.user_realm",
         "/msi/token" | "/metadata/identity/oauth2/token" | "/metadata/identity/oauth2/token/" => {
             "entra.managed_identity"
         }
