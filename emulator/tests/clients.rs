@@ -316,3 +316,178 @@ async fn msal_python_and_azure_identity_get_app_only_tokens() {
 
     emulator.shutdown().await;
 }
+
+// -------------------------------------------------------------------------------------------
+// Managed identity: azure-identity's ManagedIdentityCredential (App Service source, then IMDS
+// through AZURE_POD_IDENTITY_AUTHORITY_HOST) against the plain-HTTP listener.
+// -------------------------------------------------------------------------------------------
+
+/// Runs tests/clients/managed_identity.py with the same environment hygiene as
+/// [`run_script`]: a cleared environment with only what the script needs.
+async fn run_managed_identity_script(python: &str, emulator: &Emulator) -> ScriptRun {
+    let ready = emulator.ready();
+    let mi = ready
+        .managed_identities
+        .first()
+        .expect("the default world has a managed identity");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/clients/managed_identity.py");
+    let ca = ready.ca_cert_path.display().to_string();
+
+    let mut cmd = tokio::process::Command::new(python);
+    cmd.arg(&script)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env(
+            "HOME",
+            std::env::var("HOME").unwrap_or_else(|_| "/tmp".into()),
+        )
+        .env("LANG", "C.UTF-8")
+        .env("PYTHONUNBUFFERED", "1")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("PYTHONNOUSERSITE", "1")
+        .env("NO_PROXY", "*")
+        .env("no_proxy", "*")
+        .env("REQUESTS_CA_BUNDLE", &ca)
+        .env("SSL_CERT_FILE", &ca)
+        .env("M365EMU_HTTPS_URL", emulator.https_uri())
+        .env("IDENTITY_ENDPOINT", &ready.identity_endpoint)
+        .env("IDENTITY_HEADER", &ready.identity_header)
+        .env("AZURE_POD_IDENTITY_AUTHORITY_HOST", emulator.uri())
+        .env("M365EMU_TENANT_ID", &mi.tenant)
+        .env("M365EMU_MI_CLIENT_ID", &mi.client_id)
+        .env("M365EMU_MI_OBJECT_ID", &mi.object_id)
+        .env(
+            "M365EMU_MI_RESOURCE_ID",
+            mi.resource_id
+                .as_deref()
+                .expect("the managed identity has a resource id"),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+
+    let child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {python} {}: {e}", script.display()));
+    let output = tokio::time::timeout(SCRIPT_TIMEOUT, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "{} did not finish within {SCRIPT_TIMEOUT:?} (killed)",
+                script.display()
+            )
+        })
+        .expect("waiting for the script");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let cases = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
+        .filter(|v| v.get("case").is_some())
+        .collect();
+    let run = ScriptRun {
+        stdout,
+        stderr,
+        cases,
+    };
+    assert!(
+        output.status.success(),
+        "managed_identity.py failed ({}):\n{}",
+        output.status,
+        run.dump()
+    );
+    run
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn azure_identity_managed_identity_credential_gets_tokens() {
+    const MI_CLIENT: &str = "cfc00a46-9534-46d0-bc3a-7755df4c5622";
+    let Some(python) = test_python() else {
+        return;
+    };
+    let emulator = Emulator::builder()
+        .key_seed(42)
+        .start()
+        .await
+        .expect("emulator starts");
+    assert_eq!(
+        emulator.ready().managed_identities[0].client_id,
+        MI_CLIENT,
+        "the default world's managed identity"
+    );
+
+    let run = run_managed_identity_script(&python, &emulator).await;
+    println!("{}", run.stdout.trim_end());
+
+    let mut token_requests = 0;
+    for name in [
+        "app_service_system",
+        "app_service_client_id",
+        "app_service_resource_id",
+        "app_service_object_id",
+        "imds_system",
+    ] {
+        let case = run.case(name);
+        assert_eq!(case["ok"], true, "case {name}: {case}\n{}", run.dump());
+        assert_eq!(case["claims"]["appid"], MI_CLIENT, "case {name}: {case}");
+        assert!(
+            case["claims"]["roles"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|r| r == "Communication.Manage")),
+            "case {name}: {case}"
+        );
+        assert_eq!(
+            case["token_requests"], 1,
+            "case {name}: one request, then the cache: {case}"
+        );
+        token_requests += 1;
+    }
+    for name in ["app_service_unknown_identity", "imds_unknown_identity"] {
+        let case = run.case(name);
+        assert_eq!(case["ok"], true, "case {name}: {case}\n{}", run.dump());
+    }
+
+    // What the emulator saw: one successful request per token case, on the right endpoint,
+    // and the two refusals.
+    let journal = emulator
+        .journal()
+        .query(&m365_emulator::journal::JournalQuery {
+            operation: Some("entra.managed_identity".into()),
+            ..Default::default()
+        });
+    let dump = format!("{journal:#?}");
+    let ok: Vec<_> = journal.iter().filter(|e| e.status == 200).collect();
+    assert_eq!(ok.len(), token_requests, "successful requests:\n{dump}");
+    for e in &ok {
+        assert_eq!(e.method, "GET", "{dump}");
+        assert_eq!(e.client_id.as_deref(), Some(MI_CLIENT), "{dump}");
+        assert_eq!(e.tenant.as_deref(), Some(CONTOSO), "{dump}");
+        assert!(e.token_id.is_some(), "{dump}");
+        assert!(e.fault.is_none(), "{dump}");
+    }
+    let paths: Vec<&str> = ok.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/msi/token",
+            "/msi/token",
+            "/msi/token",
+            "/msi/token",
+            "/metadata/identity/oauth2/token"
+        ],
+        "{dump}"
+    );
+    let refused: Vec<_> = journal.iter().filter(|e| e.status != 200).collect();
+    assert_eq!(refused.len(), 2, "{dump}");
+    for e in refused {
+        assert_eq!(e.status, 400, "{dump}");
+        assert_eq!(
+            e.error_code.as_deref(),
+            Some("identity_not_found"),
+            "{dump}"
+        );
+    }
+
+    emulator.shutdown().await;
+}
