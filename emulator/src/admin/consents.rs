@@ -36,7 +36,10 @@ fn consents_json(tenant: &Tenant, only: Option<&Uuid>) -> Value {
     let list: Vec<Value> = apps
         .iter()
         .map(|app| {
-            let sp = tenant.service_principals.iter().find(|sp| &sp.app_id == app);
+            let sp = tenant
+                .service_principals
+                .iter()
+                .find(|sp| &sp.app_id == app);
             let users: Vec<Value> = tenant
                 .user_consents
                 .iter()
@@ -55,10 +58,17 @@ fn consents_json(tenant: &Tenant, only: Option<&Uuid>) -> Value {
     json!({"tenant": tenant.id, "consents": list})
 }
 
-pub async fn list(State(core): State<Arc<Core>>, Path(tenant): Path<String>) -> Result<Response, AdminError> {
+pub async fn list(
+    State(core): State<Arc<Core>>,
+    Path(tenant): Path<String>,
+) -> Result<Response, AdminError> {
     let dir = core.directory();
     let t = tenant_of(&dir, &tenant)?;
-    Ok(ok("admin.consents.list", StatusCode::OK, consents_json(t, None)))
+    Ok(ok(
+        "admin.consents.list",
+        StatusCode::OK,
+        consents_json(t, None),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -75,16 +85,22 @@ struct GrantRequest {
 
 /// Grants consent. Without explicit grants, tenant-wide consent grants what the app
 /// registration requires (as the admin-consent endpoint does).
-pub async fn grant(State(core): State<Arc<Core>>, Path(tenant): Path<String>, req: Request<Body>) -> Result<Response, AdminError> {
+pub async fn grant(
+    State(core): State<Arc<Core>>,
+    Path(tenant): Path<String>,
+    req: Request<Body>,
+) -> Result<Response, AdminError> {
     let body = json_body(&core, req.into_body()).await?;
-    let g: GrantRequest =
-        serde_json::from_value(body).map_err(|e| AdminError::bad_request(format!("invalid consent: {e}")))?;
+    let g: GrantRequest = serde_json::from_value(body)
+        .map_err(|e| AdminError::bad_request(format!("invalid consent: {e}")))?;
     let mut dir = core.directory_mut();
     let t = tenant_of(&dir, &tenant)?;
     let tenant_id = t.id;
     let app = dir
         .application(&g.client_id)
-        .ok_or_else(|| AdminError::not_found(format!("no application with client id {}", g.client_id)))?
+        .ok_or_else(|| {
+            AdminError::not_found(format!("no application with client id {}", g.client_id))
+        })?
         .clone();
     let home = dir.tenant(&app.home_tenant).map(|h| h.id);
     if !app.multi_tenant && home != Some(tenant_id) {
@@ -94,13 +110,14 @@ pub async fn grant(State(core): State<Arc<Core>>, Path(tenant): Path<String>, re
         )));
     }
     // Validate every named resource, role and scope before changing anything.
-    let check = |map: &BTreeMap<String, Vec<String>>, roles: bool| -> Result<Vec<(String, Vec<String>)>, AdminError> {
+    let check = |map: &BTreeMap<String, Vec<String>>,
+                 roles: bool|
+     -> Result<Vec<(String, Vec<String>)>, AdminError> {
         map.iter()
             .map(|(uri, names)| {
-                let res = dir
-                    .world
-                    .resource(uri)
-                    .ok_or_else(|| AdminError::bad_request(format!("no resource '{uri}' in this world")))?;
+                let res = dir.world.resource(uri).ok_or_else(|| {
+                    AdminError::bad_request(format!("no resource '{uri}' in this world"))
+                })?;
                 for n in names {
                     let known = if roles {
                         res.app_roles.iter().any(|r| &r.value == n)
@@ -109,32 +126,54 @@ pub async fn grant(State(core): State<Arc<Core>>, Path(tenant): Path<String>, re
                     };
                     if !known {
                         let kind = if roles { "app role" } else { "scope" };
-                        return Err(AdminError::bad_request(format!("resource '{uri}' has no {kind} '{n}'")));
+                        return Err(AdminError::bad_request(format!(
+                            "resource '{uri}' has no {kind} '{n}'"
+                        )));
                     }
                 }
                 Ok((res.app_id_uri.clone(), names.clone()))
             })
             .collect()
     };
-    let roles = g.app_role_grants.as_ref().map(|m| check(m, true)).transpose()?;
-    let scopes = g.delegated_grants.as_ref().map(|m| check(m, false)).transpose()?;
+    let roles = g
+        .app_role_grants
+        .as_ref()
+        .map(|m| check(m, true))
+        .transpose()?;
+    let scopes = g
+        .delegated_grants
+        .as_ref()
+        .map(|m| check(m, false))
+        .transpose()?;
     match &g.user {
         Some(user) => {
             if roles.is_some() {
-                return Err(AdminError::bad_request("`app_role_grants` cannot be given to a single user"));
+                return Err(AdminError::bad_request(
+                    "`app_role_grants` cannot be given to a single user",
+                ));
             }
             let t = tenant_of(&dir, &tenant)?;
             let oid = t
                 .users
                 .iter()
-                .find(|u| u.object_id.to_string().eq_ignore_ascii_case(user) || u.user_principal_name.eq_ignore_ascii_case(user))
+                .find(|u| {
+                    u.object_id.to_string().eq_ignore_ascii_case(user)
+                        || u.user_principal_name.eq_ignore_ascii_case(user)
+                })
                 .map(|u| u.object_id)
-                .ok_or_else(|| AdminError::bad_request(format!("no user '{user}' in tenant {tenant_id}")))?;
+                .ok_or_else(|| {
+                    AdminError::bad_request(format!("no user '{user}' in tenant {tenant_id}"))
+                })?;
             let scopes = scopes.unwrap_or_else(|| {
                 app.required_resource_access
                     .iter()
                     .filter_map(|r| dir.world.resource(&r.resource))
-                    .map(|res| (res.app_id_uri.clone(), consent::declared_scopes(&dir, &app, &res.app_id_uri)))
+                    .map(|res| {
+                        (
+                            res.app_id_uri.clone(),
+                            consent::declared_scopes(&dir, &app, &res.app_id_uri),
+                        )
+                    })
                     .collect()
             });
             consent::grant_user(&mut dir, &tenant_id, &oid, &app.client_id, &scopes);
@@ -148,25 +187,47 @@ pub async fn grant(State(core): State<Arc<Core>>, Path(tenant): Path<String>, re
                     app.required_resource_access
                         .iter()
                         .filter_map(|r| dir.world.resource(&r.resource))
-                        .map(|res| (res.app_id_uri.clone(), consent::declared_scopes(&dir, &app, &res.app_id_uri)))
+                        .map(|res| {
+                            (
+                                res.app_id_uri.clone(),
+                                consent::declared_scopes(&dir, &app, &res.app_id_uri),
+                            )
+                        })
                         .collect()
                 }
             });
-            consent::grant_admin_with(&mut dir, &tenant_id, &app.client_id, &scopes, if explicit { roles } else { None });
+            consent::grant_admin_with(
+                &mut dir,
+                &tenant_id,
+                &app.client_id,
+                &scopes,
+                if explicit { roles } else { None },
+            );
         }
     }
     let t = tenant_of(&dir, &tenant)?;
-    Ok(ok("admin.consents.grant", StatusCode::OK, consents_json(t, Some(&app.client_id))))
+    Ok(ok(
+        "admin.consents.grant",
+        StatusCode::OK,
+        consents_json(t, Some(&app.client_id)),
+    ))
 }
 
-pub async fn revoke(State(core): State<Arc<Core>>, Path((tenant, client_id)): Path<(String, String)>) -> Result<Response, AdminError> {
-    let app_id = Uuid::parse_str(&client_id).map_err(|_| AdminError::bad_request(format!("client id '{client_id}' is not a GUID")))?;
+pub async fn revoke(
+    State(core): State<Arc<Core>>,
+    Path((tenant, client_id)): Path<(String, String)>,
+) -> Result<Response, AdminError> {
+    let app_id = Uuid::parse_str(&client_id)
+        .map_err(|_| AdminError::bad_request(format!("client id '{client_id}' is not a GUID")))?;
     let mut dir = core.directory_mut();
     let tenant_id = tenant_of(&dir, &tenant)?.id;
     if !consent::revoke(&mut dir, &tenant_id, &app_id) {
-        return Err(AdminError::not_found(format!("application {app_id} has no consent in tenant {tenant_id}")));
+        return Err(AdminError::not_found(format!(
+            "application {app_id} has no consent in tenant {tenant_id}"
+        )));
     }
     let mut resp = StatusCode::NO_CONTENT.into_response();
-    resp.extensions_mut().insert(Outcome::new("admin.consents.revoke"));
+    resp.extensions_mut()
+        .insert(Outcome::new("admin.consents.revoke"));
     Ok(resp)
 }

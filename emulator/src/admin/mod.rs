@@ -42,9 +42,16 @@ pub fn router() -> Router<Arc<Core>> {
         .route("/_emulator/faults/{id}", delete(faults::remove))
         .route("/_emulator/journal/stream", get(journal::stream))
         .route("/_emulator/keys", get(list_keys))
-        .route("/_emulator/tenants/{tenant}/consents", get(consents::list).post(consents::grant))
-        .route("/_emulator/tenants/{tenant}/consents/{client_id}", delete(consents::revoke))
+        .route(
+            "/_emulator/tenants/{tenant}/consents",
+            get(consents::list).post(consents::grant),
+        )
+        .route(
+            "/_emulator/tenants/{tenant}/consents/{client_id}",
+            delete(consents::revoke),
+        )
         .route("/_emulator/tokens/introspect", post(introspect))
+        .route("/_emulator/devicecode/approve", post(approve_device_code))
         .route("/_emulator/keys/rotate", post(rotate_keys))
         .route(
             "/_emulator/applications/{client_id}/keyCredentials",
@@ -427,4 +434,47 @@ async fn introspect(
         Err(e) => json!({"active": false, "reason": e.reason(), "message": e.to_string()}),
     };
     Ok(ok("admin.tokens.introspect", StatusCode::OK, body))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeviceApproval {
+    user_code: String,
+    /// UPN or object id of the user who approves.
+    user: Option<String>,
+    /// `approve` (default) or `decline`.
+    #[serde(default)]
+    decision: Option<String>,
+}
+
+/// `POST /_emulator/devicecode/approve`: the headless counterpart of `/devicelogin`.
+async fn approve_device_code(
+    State(core): State<Arc<Core>>,
+    req: Request<Body>,
+) -> Result<Response, AdminError> {
+    let body = json_body(&core, req.into_body()).await?;
+    let a: DeviceApproval = serde_json::from_value(body)
+        .map_err(|e| AdminError::bad_request(format!("invalid approval: {e}")))?;
+    let decline = match a.decision.as_deref() {
+        None | Some("approve") => false,
+        Some("decline") => true,
+        Some(other) => {
+            return Err(AdminError::bad_request(format!(
+                "`decision` must be approve or decline, not '{other}'"
+            )))
+        }
+    };
+    let user = match (&a.user, decline) {
+        (Some(u), _) => u.clone(),
+        (None, true) => String::new(),
+        (None, false) => return Err(AdminError::bad_request("`user` is required to approve")),
+    };
+    crate::entra::device_code::approve(&core, &a.user_code, &user, decline)
+        .map_err(AdminError::bad_request)?;
+    let decision = if decline { "decline" } else { "approve" };
+    Ok(ok(
+        "admin.devicecode.approve",
+        StatusCode::OK,
+        json!({"user_code": a.user_code, "decision": decision}),
+    ))
 }

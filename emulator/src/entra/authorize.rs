@@ -65,7 +65,7 @@ pub async fn admin_consent_legacy(
 }
 
 /// An error page (status 400), for errors that must not redirect.
-fn error_page(core: &Core, parts: &Parts, e: &AadError) -> Response {
+pub(super) fn error_page(core: &Core, parts: &Parts, e: &AadError) -> Response {
     let ctx = super::errors::ErrorContext::from_parts(parts, core.clock.now());
     let html = pages::error(
         e.code,
@@ -133,8 +133,12 @@ fn redirect(
     resp
 }
 
-/// An error sent back to the (registered) redirect URI.
+/// An error sent back to the (registered) redirect URI; a device-code sign-in has none and
+/// shows the error page instead.
 fn error_redirect(core: &Core, parts: &Parts, reply: &Reply<'_>, e: &AadError) -> Response {
+    if reply.redirect_uri.is_empty() {
+        return error_page(core, parts, e);
+    }
     let ctx = super::errors::ErrorContext::from_parts(parts, core.clock.now());
     let description = format!(
         "AADSTS{}: {}\r\nTrace ID: {}\r\nCorrelation ID: {}\r\nTimestamp: {}",
@@ -187,6 +191,16 @@ fn start(core: &Core, tenant_segment: &str, kind: FlowKind, parts: &Parts) -> Re
             }
         }
     };
+    begin(core, parts, tenant_segment, request)
+}
+
+/// Starts sign-in for a validated request: an existing session, auto sign-in, or the page.
+pub(super) fn begin(
+    core: &Core,
+    parts: &Parts,
+    tenant_segment: &str,
+    request: AuthorizeRequest,
+) -> Response {
     let now = core.clock.now();
     let flow_id = random_token(32);
     let mut flow = PendingFlow {
@@ -244,7 +258,7 @@ fn start(core: &Core, tenant_segment: &str, kind: FlowKind, parts: &Parts) -> Re
     after_sign_in(core, parts, tenant_segment, flow_id, flow, false)
 }
 
-fn page_response(html: String) -> Response {
+pub(super) fn page_response(html: String) -> Response {
     let mut resp = Html(html).into_response();
     resp.headers_mut().insert(
         header::CACHE_CONTROL,
@@ -330,6 +344,7 @@ fn validate(
         login_hint: q.non_empty("login_hint").map(str::to_string),
         code_challenge: None,
         scope_text: q.get("scope").unwrap_or_default().to_string(),
+        device_code: None,
         oidc: Vec::new(),
         scopes: Vec::new(),
         resource: q.non_empty("resource").map(str::to_string),
@@ -416,6 +431,7 @@ fn validate(
             }
             req.oidc = vec!["openid".into()];
         }
+        FlowKind::DeviceCode => {}
         FlowKind::AdminConsentLegacy => {
             req.scopes = app
                 .required_resource_access
@@ -806,6 +822,9 @@ pub async fn consent_decision(
             finish(&core, &parts, &flow, None)
         }
         Some("cancel") => {
+            if let Some(dc) = &flow.request.device_code {
+                super::device_code::settle(&core, dc, super::flows::DeviceCodeState::Declined);
+            }
             let e = AadError::new(65004, &[]);
             error_redirect(&core, &parts, &reply_of(&flow.request), &e)
         }
@@ -854,6 +873,29 @@ fn finish(core: &Core, parts: &Parts, flow: &PendingFlow, cookie: Option<String>
             ],
             cookies,
         ),
+        FlowKind::DeviceCode => {
+            let approved = req.device_code.as_ref().is_some_and(|dc| {
+                super::device_code::settle(
+                    core,
+                    dc,
+                    super::flows::DeviceCodeState::Approved(tenant, user),
+                )
+            });
+            let mut r = if approved {
+                page_response(pages::frame(
+                    "You're signed in",
+                    "<h1>You're signed in</h1><p>You have signed in to the application on your device. You may now close this window.</p>",
+                ))
+            } else {
+                error_page(core, parts, &AadError::new(70020, &[]))
+            };
+            for (name, value) in cookies {
+                if let Ok(v) = HeaderValue::from_str(&value) {
+                    r.headers_mut().append(name, v);
+                }
+            }
+            r
+        }
         FlowKind::AuthorizeV1 | FlowKind::AuthorizeV2 => {
             let code = random_token(48);
             insert_bounded(

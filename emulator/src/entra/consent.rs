@@ -201,7 +201,11 @@ pub fn grant_user(
         merge(&mut tenant.user_consents[idx].scopes, uri, s);
     }
     // Consent by any user creates the app's service principal in the tenant.
-    if !tenant.service_principals.iter().any(|sp| &sp.app_id == app_id) {
+    if !tenant
+        .service_principals
+        .iter()
+        .any(|sp| &sp.app_id == app_id)
+    {
         tenant.service_principals.push(ServicePrincipal {
             app_id: *app_id,
             object_id: None,
@@ -213,7 +217,12 @@ pub fn grant_user(
 
 /// Records tenant-wide admin consent: creates the service principal if needed, grants the
 /// delegated scopes for all users and the app roles the registration requires.
-pub fn grant_admin(dir: &mut Directory, tenant_id: &Uuid, app_id: &Uuid, scopes: &ScopeSet) -> Option<ServicePrincipal> {
+pub fn grant_admin(
+    dir: &mut Directory,
+    tenant_id: &Uuid,
+    app_id: &Uuid,
+    scopes: &ScopeSet,
+) -> Option<ServicePrincipal> {
     grant_admin_with(dir, tenant_id, app_id, scopes, None)
 }
 
@@ -230,11 +239,20 @@ pub fn grant_admin_with(
         app.required_resource_access
             .iter()
             .filter(|rra| !rra.app_roles.is_empty())
-            .filter_map(|rra| Some((dir.world.resource(&rra.resource)?.app_id_uri.clone(), rra.app_roles.clone())))
+            .filter_map(|rra| {
+                Some((
+                    dir.world.resource(&rra.resource)?.app_id_uri.clone(),
+                    rra.app_roles.clone(),
+                ))
+            })
             .collect()
     });
     let tenant = dir.world.tenants.iter_mut().find(|t| &t.id == tenant_id)?;
-    let idx = match tenant.service_principals.iter().position(|sp| &sp.app_id == app_id) {
+    let idx = match tenant
+        .service_principals
+        .iter()
+        .position(|sp| &sp.app_id == app_id)
+    {
         Some(i) => i,
         None => {
             tenant.service_principals.push(ServicePrincipal {

@@ -59,6 +59,8 @@ pub const CATALOG: &[CatalogEntry] = &[
     CatalogEntry { code: 700082, error: "invalid_grant", status: 400, template: "The refresh token has expired due to inactivity. The token was issued on {0} and was inactive for 90.00:00:00." },
     CatalogEntry { code: 50126, error: "invalid_grant", status: 400, template: "Error validating credentials due to invalid username or password." },
     CatalogEntry { code: 50034, error: "invalid_grant", status: 400, template: "The user account {0} does not exist in the {1} directory. To sign into this application, the account must be added to the directory." },
+    CatalogEntry { code: 70016, error: "authorization_pending", status: 400, template: "OAuth 2.0 device flow error. Authorization is pending. Continue polling." },
+    CatalogEntry { code: 70020, error: "expired_token", status: 400, template: "The provided value for the input parameter 'device_code' is not valid. This device code has expired." },
     CatalogEntry { code: 50049, error: "invalid_instance", status: 400, template: "Unknown or invalid instance." },
     // Throttling and transient failures: reached through fault injection (status unconfirmed for
     // the body; client-credentials throttling is documented as 429 with `Retry-After: 60`).

@@ -36,6 +36,8 @@ pub enum FlowKind {
     AdminConsentV2,
     /// `/adminconsent` (legacy).
     AdminConsentLegacy,
+    /// Sign-in for a device code (`/devicelogin`): no redirect, a page at the end.
+    DeviceCode,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +71,8 @@ pub struct AuthorizeRequest {
     /// v1: the resource named at authorize.
     pub resource: Option<String>,
     pub client_info: bool,
+    /// The device code this sign-in approves (device-code flow only).
+    pub device_code: Option<String>,
 }
 
 impl AuthorizeRequest {
@@ -126,8 +130,39 @@ pub struct RefreshGrant {
     pub last_used: OffsetDateTime,
 }
 
+/// Where a device code stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceCodeState {
+    Pending,
+    /// Approved by this user (tenant id, user object id).
+    Approved(Uuid, Uuid),
+    Declined,
+    /// Tokens were issued; the code cannot be used again.
+    Redeemed,
+}
+
+/// A device code issued by `/devicecode`.
+#[derive(Debug, Clone)]
+pub struct DeviceCodeGrant {
+    pub user_code: String,
+    pub client_id: Uuid,
+    pub tenant_segment: String,
+    pub oidc: Vec<String>,
+    pub scopes: ScopeSet,
+    pub resource: Option<String>,
+    pub issued: OffsetDateTime,
+    pub last_poll: Option<OffsetDateTime>,
+    pub state: DeviceCodeState,
+}
+
+/// Device codes live 15 minutes; clients poll every 5 seconds.
+pub const DEVICE_CODE_LIFETIME: time::Duration = time::Duration::minutes(15);
+pub const DEVICE_CODE_INTERVAL: time::Duration = time::Duration::seconds(5);
+
 #[derive(Debug, Default)]
 pub struct FlowStore {
+    /// Keyed by device code.
+    pub device_codes: Mutex<HashMap<String, DeviceCodeGrant>>,
     pub pending: Mutex<HashMap<String, PendingFlow>>,
     pub sessions: Mutex<HashMap<String, Session>>,
     pub codes: Mutex<HashMap<String, CodeGrant>>,
@@ -156,5 +191,6 @@ impl FlowStore {
         lock(&self.sessions).clear();
         lock(&self.codes).clear();
         lock(&self.refresh_tokens).clear();
+        lock(&self.device_codes).clear();
     }
 }

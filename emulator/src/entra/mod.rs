@@ -4,6 +4,7 @@
 pub mod assertion;
 pub mod authorize;
 pub mod consent;
+pub mod device_code;
 pub mod discovery;
 pub mod errors;
 pub mod flows;
@@ -62,6 +63,18 @@ pub fn router() -> Router<Arc<Core>> {
             get(authorize::admin_consent_legacy),
         )
         .route("/{tenant}/userrealm/{username}", get(discovery::user_realm))
+        .route(
+            "/{tenant}/oauth2/devicecode",
+            post(device_code::devicecode_v1),
+        )
+        .route(
+            "/{tenant}/oauth2/v2.0/devicecode",
+            post(device_code::devicecode_v2),
+        )
+        .route(
+            "/devicelogin",
+            get(device_code::devicelogin_page).post(device_code::devicelogin_submit),
+        )
         .route("/{tenant}/login", post(authorize::login))
         .route("/{tenant}/consent", post(authorize::consent_decision))
         .merge(managed_identity::router())
@@ -82,6 +95,9 @@ pub fn operation(route: &str) -> Option<&'static str> {
         | "/{tenant}/consent" => "entra.authorize",
         "/{tenant}/discovery/instance" => "entra.instance_discovery",
         "/{tenant}/userrealm/{username}" => "entra.user_realm",
+        "/{tenant}/oauth2/devicecode" | "/{tenant}/oauth2/v2.0/devicecode" | "/devicelogin" => {
+            "entra.devicecode"
+        }
         "/msi/token" | "/metadata/identity/oauth2/token" | "/metadata/identity/oauth2/token/" => {
             "entra.managed_identity"
         }

@@ -159,7 +159,11 @@ fn issue(
         .ok_or_else(|| AadError::new(900144, &["grant_type"]))?;
     let user_grant = matches!(
         grant_type,
-        "authorization_code" | "refresh_token" | "password"
+        "authorization_code"
+            | "refresh_token"
+            | "password"
+            | "urn:ietf:params:oauth:grant-type:device_code"
+            | "device_code"
     );
     if grant_type != "client_credentials" && !user_grant {
         return Err(AadError::new(70003, &[grant_type]));

@@ -217,6 +217,38 @@ pub fn issue(
             };
             (subject, auth)
         }
+        "urn:ietf:params:oauth:grant-type:device_code" | "device_code" => {
+            // v2 names the parameter `device_code`, v1 `code`.
+            let name = if endpoint == Endpoint::V1 {
+                "code"
+            } else {
+                "device_code"
+            };
+            let device_code = required(name)?;
+            let (grant, tenant_id, user_id) =
+                super::device_code::poll(core, device_code, &app.client_id)?;
+            let (tenant, user) = user_in(dir, &tenant_id, &user_id)?;
+            let auth = authenticate(
+                core,
+                dir,
+                parts,
+                tenant_segment,
+                tenant,
+                app,
+                form,
+                basic,
+                outcome,
+            )?;
+            let subject = Subject {
+                tenant,
+                user,
+                oidc: grant.oidc.clone(),
+                scopes: grant.scopes.clone(),
+                resource: grant.resource.clone(),
+                nonce: None,
+            };
+            (subject, auth)
+        }
         other => return Err(AadError::new(70003, &[other])),
     };
     outcome.tenant = Some(subject.tenant.id.to_string());
