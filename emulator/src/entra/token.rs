@@ -190,20 +190,17 @@ fn issue(
             &[&app.client_id.to_string(), &app.display_name],
         ));
     }
+    let client = ClientRequest {
+        core,
+        dir,
+        parts,
+        tenant_segment,
+        form,
+        basic: basic.as_ref(),
+        app,
+    };
     if user_grant {
-        return super::user_grants::issue(
-            core,
-            dir,
-            parts,
-            tenant_segment,
-            tenant_ref,
-            endpoint,
-            form,
-            grant_type,
-            app,
-            basic.as_ref(),
-            outcome,
-        );
+        return super::user_grants::issue(&client, tenant_ref, endpoint, grant_type, outcome);
     }
 
     let tenant: &Tenant = match tenant_ref {
@@ -223,17 +220,7 @@ fn issue(
     }
     let sp = dir.service_principal(tenant, app).ok_or_else(not_found)?;
 
-    let auth = authenticate(
-        core,
-        dir,
-        parts,
-        tenant_segment,
-        tenant,
-        app,
-        form,
-        basic.as_ref(),
-        outcome,
-    )?;
+    let auth = client.authenticate(tenant, outcome)?;
     if auth == ClientAuth::Public {
         // Client credentials need a credential; public clients have none.
         return Err(AadError::new(7000218, &[]));
@@ -289,9 +276,43 @@ fn issue(
     })
 }
 
+/// A token request's client and what authenticating it needs.
+#[derive(Clone, Copy)]
+pub struct ClientRequest<'a> {
+    pub core: &'a Core,
+    pub dir: &'a Directory,
+    pub parts: &'a Parts,
+    /// The `{tenant}` segment as posted to (it is part of the assertion audience).
+    pub tenant_segment: &'a str,
+    pub form: &'a Form,
+    pub basic: Option<&'a (String, String)>,
+    pub app: &'a Application,
+}
+
+impl ClientRequest<'_> {
+    /// Checks the client's secret or certificate assertion for a request in `tenant`.
+    pub fn authenticate(
+        &self,
+        tenant: &Tenant,
+        outcome: &mut Outcome,
+    ) -> Result<ClientAuth, AadError> {
+        authenticate(
+            self.core,
+            self.dir,
+            self.parts,
+            self.tenant_segment,
+            tenant,
+            self.app,
+            self.form,
+            self.basic,
+            outcome,
+        )
+    }
+}
+
 /// Checks the client's secret or certificate assertion.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn authenticate(
+fn authenticate(
     core: &Core,
     dir: &Directory,
     parts: &Parts,

@@ -2,7 +2,6 @@
 //! (ROPC). Each issues a delegated access token for one resource, plus an id token with
 //! `openid` and a refresh token with `offline_access` (v1 always returns both).
 
-use http::request::Parts;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -13,13 +12,12 @@ use super::flows::{
     insert_bounded, lock, random_token, RefreshGrant, ScopeSet, REFRESH_INACTIVITY,
 };
 use super::mint::{self, ClientAuth, DelegatedGrant};
-use super::token::{authenticate, Endpoint};
+use super::token::{ClientRequest, Endpoint};
 use super::TenantRef;
-use crate::http::form::Form;
 use crate::http::Outcome;
 use crate::jose;
-use crate::state::{Core, Directory};
-use crate::world::{Application, Tenant, User};
+use crate::state::Directory;
+use crate::world::{Tenant, User};
 
 /// What the request is for, once the grant is checked.
 struct Subject<'d> {
@@ -34,20 +32,20 @@ struct Subject<'d> {
 }
 
 /// The grant-specific part of the token endpoint for user grants.
-#[allow(clippy::too_many_arguments)]
 pub fn issue(
-    core: &Core,
-    dir: &Directory,
-    parts: &Parts,
-    tenant_segment: &str,
+    client: &ClientRequest<'_>,
     tenant_ref: TenantRef<'_>,
     endpoint: Endpoint,
-    form: &Form,
     grant_type: &str,
-    app: &Application,
-    basic: Option<&(String, String)>,
     outcome: &mut Outcome,
 ) -> Result<Value, AadError> {
+    let ClientRequest {
+        core,
+        dir,
+        form,
+        app,
+        ..
+    } = *client;
     let now = core.clock.now();
     let required = |name: &str| {
         form.non_empty(name)
@@ -96,17 +94,7 @@ pub fn issue(
                     return Err(AadError::new(501481, &[]));
                 }
             }
-            let auth = authenticate(
-                core,
-                dir,
-                parts,
-                tenant_segment,
-                tenant,
-                app,
-                form,
-                basic,
-                outcome,
-            )?;
+            let auth = client.authenticate(tenant, outcome)?;
             // Single use: redeemed once the request is known to be good.
             if let Some(g) = lock(&core.flows.codes).get_mut(code) {
                 g.redeemed = true;
@@ -136,17 +124,7 @@ pub fn issue(
                 let issued = super::errors::format_timestamp(grant.issued);
                 return Err(AadError::new(700082, &[&issued]));
             }
-            let auth = authenticate(
-                core,
-                dir,
-                parts,
-                tenant_segment,
-                tenant,
-                app,
-                form,
-                basic,
-                outcome,
-            )?;
+            let auth = client.authenticate(tenant, outcome)?;
             if let Some(g) = lock(&core.flows.refresh_tokens).get_mut(token) {
                 g.last_used = now;
             }
@@ -196,17 +174,7 @@ pub fn issue(
             if user.password != password {
                 return Err(AadError::new(50126, &[]));
             }
-            let auth = authenticate(
-                core,
-                dir,
-                parts,
-                tenant_segment,
-                tenant,
-                app,
-                form,
-                basic,
-                outcome,
-            )?;
+            let auth = client.authenticate(tenant, outcome)?;
             let subject = Subject {
                 tenant,
                 user,
@@ -228,17 +196,7 @@ pub fn issue(
             let (grant, tenant_id, user_id) =
                 super::device_code::poll(core, device_code, &app.client_id)?;
             let (tenant, user) = user_in(dir, &tenant_id, &user_id)?;
-            let auth = authenticate(
-                core,
-                dir,
-                parts,
-                tenant_segment,
-                tenant,
-                app,
-                form,
-                basic,
-                outcome,
-            )?;
+            let auth = client.authenticate(tenant, outcome)?;
             let subject = Subject {
                 tenant,
                 user,
@@ -253,7 +211,7 @@ pub fn issue(
     };
     outcome.tenant = Some(subject.tenant.id.to_string());
     outcome.user = Some(subject.user.object_id.to_string());
-    respond(core, dir, endpoint, form, app, subject, auth, outcome)
+    respond(client, endpoint, subject, auth, outcome)
 }
 
 fn user_in<'d>(
@@ -276,17 +234,20 @@ fn user_in<'d>(
 }
 
 /// Picks the resource and scopes of this token, checks consent, mints and renders.
-#[allow(clippy::too_many_arguments)]
 fn respond(
-    core: &Core,
-    dir: &Directory,
+    client: &ClientRequest<'_>,
     endpoint: Endpoint,
-    form: &Form,
-    app: &Application,
     subject: Subject<'_>,
     auth: ClientAuth,
     outcome: &mut Outcome,
 ) -> Result<Value, AadError> {
+    let ClientRequest {
+        core,
+        dir,
+        form,
+        app,
+        ..
+    } = *client;
     let now = core.clock.now();
     let Subject {
         tenant,
