@@ -7,7 +7,10 @@
 # 1. Keeps a Python venv in .venv with the pinned real client libraries
 #    (tests/clients/requirements.txt); rebuilt when that file or the interpreter changes.
 # 2. Points the client tests at it (M365EMU_TEST_PYTHON).
-# 3. Runs `cargo test --workspace --locked` with insta never writing snapshots.
+# 3. Installs Debian's headless Chromium and its chromedriver when either is missing (for the
+#    browser test, emulator/tests/browser_and_msal_user_flows.rs) and points the tests at them
+#    (M365EMU_CHROMIUM, M365EMU_CHROMEDRIVER). Selenium never downloads a driver or a browser.
+# 4. Runs `cargo test --workspace --locked` with insta never writing snapshots.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -31,7 +34,7 @@ venv_ok() {
 	[[ -x "$VENV/bin/python" ]] &&
 		[[ -f "$STAMP" ]] &&
 		[[ "$(cat "$STAMP")" == "$want_stamp" ]] &&
-		"$VENV/bin/python" -c 'import msal, jwt, azure.identity' >/dev/null 2>&1
+		"$VENV/bin/python" -c 'import msal, jwt, azure.identity, selenium' >/dev/null 2>&1
 }
 
 if venv_ok; then
@@ -46,10 +49,41 @@ else
 		--timeout 60 --retries 3 \
 		-r "$REQUIREMENTS"
 	printf '%s\n' "$want_stamp" >"$STAMP"
-	log "installed: $("$VENV/bin/python" -m pip freeze --disable-pip-version-check | grep -Ei '^(msal|azure-identity|pyjwt|cryptography)==' | tr '\n' ' ')"
+	log "installed: $("$VENV/bin/python" -m pip freeze --disable-pip-version-check | grep -Ei '^(msal|azure-identity|pyjwt|cryptography|selenium)==' | tr '\n' ' ')"
 fi
 
 export M365EMU_TEST_PYTHON="$VENV/bin/python"
+
+# Headless Chromium + chromedriver from Debian's packages (same major version, made for each
+# other). Root on CI; elsewhere sudo if it works without a password prompt.
+CHROMIUM=/usr/bin/chromium
+CHROMEDRIVER=/usr/bin/chromedriver
+if [[ -x "$CHROMIUM" && -x "$CHROMEDRIVER" ]]; then
+	log "chromium present ($CHROMIUM, $CHROMEDRIVER)"
+else
+	as_root=()
+	if [[ "$(id -u)" != 0 ]]; then
+		if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+			as_root=(sudo -n)
+		else
+			as_root=(unavailable)
+		fi
+	fi
+	if [[ "${as_root[*]-}" == unavailable ]]; then
+		log "WARNING: $CHROMIUM or $CHROMEDRIVER is missing and this is neither root nor passwordless sudo:"
+		log "         install them with 'apt-get install chromium chromium-driver'; the browser test will fail"
+	else
+		log "installing chromium and chromium-driver (apt-get)"
+		# Bounded: a stuck mirror must not eat the CI budget.
+		timeout 300 ${as_root[@]+"${as_root[@]}"} env DEBIAN_FRONTEND=noninteractive \
+			apt-get update -q >&2
+		timeout 900 ${as_root[@]+"${as_root[@]}"} env DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -q --no-install-recommends chromium chromium-driver >&2
+		log "installed: $("$CHROMIUM" --version 2>/dev/null || echo '?'); $("$CHROMEDRIVER" --version 2>/dev/null || echo '?')"
+	fi
+fi
+export M365EMU_CHROMIUM="$CHROMIUM"
+export M365EMU_CHROMEDRIVER="$CHROMEDRIVER"
 export CI=true
 export INSTA_UPDATE=no
 

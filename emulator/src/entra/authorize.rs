@@ -75,6 +75,7 @@ pub(super) fn error_page(core: &Core, parts: &Parts, e: &AadError) -> Response {
         &format_timestamp(ctx.now),
     );
     let mut resp = (StatusCode::BAD_REQUEST, Html(html)).into_response();
+    page_headers(&mut resp);
     let mut outcome = Outcome::new(OP);
     outcome.error_code = Some(e.code_name());
     resp.extensions_mut().insert(outcome);
@@ -201,6 +202,20 @@ pub(super) fn begin(
     tenant_segment: &str,
     request: AuthorizeRequest,
 ) -> Response {
+    let req = request.clone();
+    with_context(
+        begin_sign_in(core, parts, tenant_segment, request),
+        &req,
+        None,
+    )
+}
+
+fn begin_sign_in(
+    core: &Core,
+    parts: &Parts,
+    tenant_segment: &str,
+    request: AuthorizeRequest,
+) -> Response {
     let now = core.clock.now();
     let flow_id = random_token(32);
     let mut flow = PendingFlow {
@@ -255,25 +270,57 @@ pub(super) fn begin(
         insert_bounded(&core.flows.pending, flow_id, flow);
         return page_response(page);
     }
-    after_sign_in(core, parts, tenant_segment, flow_id, flow, false)
+    after_sign_in(core, parts, flow_id, flow, false)
 }
 
 pub(super) fn page_response(html: String) -> Response {
     let mut resp = Html(html).into_response();
-    resp.headers_mut().insert(
+    page_headers(&mut resp);
+    resp.extensions_mut().insert(Outcome::new(OP));
+    resp
+}
+
+/// No caching, no framing, no script: every page of the flows.
+fn page_headers(resp: &mut Response) {
+    let h = resp.headers_mut();
+    h.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("no-store, no-cache"),
     );
-    resp.headers_mut()
-        .insert("x-frame-options", HeaderValue::from_static("DENY"));
-    resp.headers_mut().insert(
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert(
         "content-security-policy",
         HeaderValue::from_static(
             "default-src 'none'; style-src 'unsafe-inline'; form-action *; frame-ancestors 'none'",
         ),
     );
-    let mut outcome = Outcome::new(OP);
-    outcome.error_code = None;
+}
+
+/// Fills the journal facts of a flow's response (client, tenant, user) where still unset.
+fn with_context(
+    mut resp: Response,
+    req: &AuthorizeRequest,
+    user: Option<(Uuid, Uuid)>,
+) -> Response {
+    let mut outcome = resp
+        .extensions()
+        .get::<Outcome>()
+        .cloned()
+        .unwrap_or_else(|| Outcome::new(OP));
+    outcome
+        .client_id
+        .get_or_insert_with(|| req.client_id.to_string());
+    match user {
+        Some((tenant, user)) => {
+            outcome.tenant.get_or_insert_with(|| tenant.to_string());
+            outcome.user.get_or_insert_with(|| user.to_string());
+        }
+        None => {
+            outcome
+                .tenant
+                .get_or_insert_with(|| req.tenant_segment.clone());
+        }
+    }
     resp.extensions_mut().insert(outcome);
     resp
 }
@@ -532,11 +579,7 @@ async fn page_form(
 }
 
 /// `POST /{tenant}/login`: the sign-in form.
-pub async fn login(
-    State(core): State<Arc<Core>>,
-    Path(tenant): Path<String>,
-    req: Request<Body>,
-) -> Response {
+pub async fn login(State(core): State<Arc<Core>>, req: Request<Body>) -> Response {
     let (parts, form, flow_id, mut flow) = match page_form(&core, req).await {
         Ok(x) => x,
         Err(resp) => return resp,
@@ -569,7 +612,7 @@ pub async fn login(
             .map(|a| a.display_name.clone())
             .unwrap_or_default();
         let page = pages::sign_in(
-            &format!("/{}/login", encode(&tenant)),
+            &format!("/{}/login", encode(&flow.request.tenant_segment)),
             &flow_id,
             &flow.csrf,
             &app_name,
@@ -580,14 +623,28 @@ pub async fn login(
         let mut outcome = Outcome::new(OP);
         outcome.error_code = Some(outcome_error.to_string());
         resp.extensions_mut().insert(outcome);
-        return resp;
+        return with_context(resp, &flow.request, None);
     }
     lock(&core.flows.pending).remove(&flow_id);
-    after_sign_in(&core, &parts, &tenant, flow_id, flow, true)
+    after_sign_in(&core, &parts, flow_id, flow, true)
 }
 
 /// The signed-in user is known: check tenant and consent, then show consent or finish.
 fn after_sign_in(
+    core: &Core,
+    parts: &Parts,
+    flow_id: String,
+    flow: PendingFlow,
+    new_session: bool,
+) -> Response {
+    let (request, user) = (flow.request.clone(), flow.user);
+    // The tenant is the one the flow started with, whatever path a form was posted to.
+    let tenant_segment = request.tenant_segment.clone();
+    let resp = decide_after_sign_in(core, parts, &tenant_segment, flow_id, flow, new_session);
+    with_context(resp, &request, user)
+}
+
+fn decide_after_sign_in(
     core: &Core,
     parts: &Parts,
     tenant_segment: &str,
@@ -623,7 +680,8 @@ fn after_sign_in(
         // A tenant-specific authorize URL only signs in that tenant's users.
         if let Ok(TenantRef::Tenant(t)) = resolve_tenant(&dir, tenant_segment) {
             if t.id != tenant.id {
-                let e = AadError::new(50020, &[&user.user_principal_name, &t.display_name]);
+                let idp = super::mint::issuer_v1(&tenant.id.to_string());
+                let e = AadError::new(50020, &[&user.user_principal_name, &idp, &t.display_name]);
                 return error_redirect(core, parts, &reply, &e);
             }
         }

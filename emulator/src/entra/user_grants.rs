@@ -62,6 +62,7 @@ pub fn issue(
                 .filter(|g| g.client_id == app.client_id)
                 .ok_or_else(|| AadError::new(70000, &["code"]))?;
             let (tenant, user) = user_in(dir, &grant.tenant, &grant.user)?;
+            note(outcome, tenant, user);
             if wrong_tenant(tenant) {
                 return Err(AadError::new(700005, &[]));
             }
@@ -117,6 +118,7 @@ pub fn issue(
                 .filter(|g| g.client_id == app.client_id)
                 .ok_or_else(|| AadError::new(70000, &["refresh_token"]))?;
             let (tenant, user) = user_in(dir, &grant.tenant, &grant.user)?;
+            note(outcome, tenant, user);
             if wrong_tenant(tenant) {
                 return Err(AadError::new(70000, &["refresh_token"]));
             }
@@ -171,6 +173,7 @@ pub fn issue(
             };
             let (tenant, user) =
                 found.ok_or_else(|| AadError::new(50034, &[username, &directory]))?;
+            note(outcome, tenant, user);
             if user.password != password {
                 return Err(AadError::new(50126, &[]));
             }
@@ -196,6 +199,7 @@ pub fn issue(
             let (grant, tenant_id, user_id) =
                 super::device_code::poll(core, device_code, &app.client_id)?;
             let (tenant, user) = user_in(dir, &tenant_id, &user_id)?;
+            note(outcome, tenant, user);
             let auth = client.authenticate(tenant, outcome)?;
             let subject = Subject {
                 tenant,
@@ -209,9 +213,21 @@ pub fn issue(
         }
         other => return Err(AadError::new(70003, &[other])),
     };
-    outcome.tenant = Some(subject.tenant.id.to_string());
-    outcome.user = Some(subject.user.object_id.to_string());
+    // A single-tenant app exists only in its home tenant (as for client credentials).
+    let home = dir.tenant(&app.home_tenant).map(|t| t.id);
+    if !app.multi_tenant && home != Some(subject.tenant.id) {
+        return Err(AadError::new(
+            700016,
+            &[&app.client_id.to_string(), &subject.tenant.display_name],
+        ));
+    }
     respond(client, endpoint, subject, auth, outcome)
+}
+
+/// Records who the request is about in the journal, as soon as it is known.
+fn note(outcome: &mut Outcome, tenant: &Tenant, user: &User) {
+    outcome.tenant = Some(tenant.id.to_string());
+    outcome.user = Some(user.object_id.to_string());
 }
 
 fn user_in<'d>(
@@ -260,17 +276,35 @@ fn respond(
     // Which resource and scopes this token is for.
     let (requested_resource, wanted): (String, Vec<String>) = match endpoint {
         Endpoint::V1 => {
-            let resource = form
-                .non_empty("resource")
-                .map(str::to_string)
+            let asked = form.non_empty("resource").map(str::to_string);
+            // Authorize and token requests must name the same resource when both do.
+            let same = |a: &str, b: &str| {
+                dir.world.resource(a).map(|r| r.app_id) == dir.world.resource(b).map(|r| r.app_id)
+            };
+            if let (Some(a), Some(b)) = (&asked, &authorize_resource) {
+                if !same(a, b) {
+                    return Err(AadError::new(70000, &["resource"]));
+                }
+            }
+            let resource = asked
                 .or(authorize_resource)
                 .ok_or_else(|| AadError::new(900144, &["resource"]))?;
             let res = dir
                 .world
                 .resource(&resource)
                 .ok_or_else(|| AadError::new(500011, &[&resource, &tenant.display_name]))?;
-            let granted =
-                consent::granted_scopes(dir, tenant, app, &user.object_id, &res.app_id_uri);
+            // v1 is static consent: the token carries what was granted; nothing granted is 65001.
+            let granted: Vec<String> =
+                consent::granted_scopes(dir, tenant, app, &user.object_id, &res.app_id_uri)
+                    .into_iter()
+                    .filter(|s| !consent::OIDC_SCOPES.contains(&s.as_str()))
+                    .collect();
+            if granted.is_empty() {
+                return Err(AadError::new(
+                    65001,
+                    &[&app.client_id.to_string(), &app.display_name],
+                ));
+            }
             (resource, granted)
         }
         Endpoint::V2 => {
@@ -310,7 +344,22 @@ fn respond(
             &[&app.client_id.to_string(), &app.display_name],
         ));
     }
-    let scp: Vec<String> = if wanted.is_empty() { granted } else { wanted };
+    let resource_scopes = |list: Vec<String>| -> Vec<String> {
+        list.into_iter()
+            .filter(|s| !consent::OIDC_SCOPES.contains(&s.as_str()))
+            .collect()
+    };
+    let scp: Vec<String> = if wanted.is_empty() {
+        resource_scopes(granted)
+    } else {
+        resource_scopes(wanted)
+    };
+    if scp.is_empty() {
+        return Err(AadError::new(
+            65001,
+            &[&app.client_id.to_string(), &app.display_name],
+        ));
+    }
     let grant = DelegatedGrant {
         tenant,
         app,

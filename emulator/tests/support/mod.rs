@@ -395,3 +395,16 @@ pub fn check_error(
     redacted["timestamp"] = json!("[timestamp]");
     redact_origin(&redacted, emulator)
 }
+
+/// Like [`client`], but never follows redirects: the user flows assert on the 302s themselves
+/// (`Location` with the code or the error), and carry the session cookie by hand.
+pub fn client_no_redirects(emulator: &Emulator) -> reqwest::Client {
+    let ca = reqwest::Certificate::from_pem(emulator.ca_pem().as_bytes()).expect("CA PEM");
+    reqwest::Client::builder()
+        .tls_certs_only([ca])
+        .timeout(HTTP_TIMEOUT)
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("reqwest client")
+}
