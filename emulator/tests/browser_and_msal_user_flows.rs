@@ -10,9 +10,6 @@
 
 mod support;
 
-#[path = "support/python.rs"]
-mod python;
-
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,8 +21,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use support::{
-    client, jwks, post_form, secret_form_v2, start_with, token_url_v1, token_url_v2, verify_token,
-    COLLECTOR, COLLECTOR_SECRET, CONTOSO, MANAGE, START_TIMEOUT, TEAMS_PHONE,
+    client, jwks, post_form, python, secret_form_v2, start_with, token_url_v1, token_url_v2,
+    verify_token, COLLECTOR, COLLECTOR_SECRET, CONTOSO, MANAGE, START_TIMEOUT, TEAMS_PHONE,
 };
 
 const NORTHWIND: &str = "7bc28254-818f-4f09-a860-6fcae669c511";

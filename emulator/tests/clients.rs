@@ -7,40 +7,16 @@
 //! Run it with `scripts/test.sh --test clients`. Set M365EMU_SKIP_CLIENT_TESTS=1 to skip it
 //! when no venv is at hand.
 
-use std::path::Path;
-use std::process::Stdio;
+mod support;
+
 use std::time::Duration;
 
 use m365_emulator::ready::{ReadyApplication, ReadyTenant};
 use m365_emulator::Emulator;
 use serde_json::Value;
 
-const CONTOSO: &str = "ca62b0eb-5136-43d1-8c4a-815e98e86782";
-const COLLECTOR: &str = "b78eacce-6d2d-401c-8e4f-c3fa7b1760ac";
-const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// The venv's Python, or `None` when the developer asked to skip; panics otherwise.
-fn test_python() -> Option<String> {
-    match std::env::var("M365EMU_TEST_PYTHON") {
-        Ok(p) if !p.is_empty() => {
-            assert!(
-                Path::new(&p).exists(),
-                "M365EMU_TEST_PYTHON={p} does not exist: run scripts/test.sh, which (re)builds .venv"
-            );
-            Some(p)
-        }
-        _ if std::env::var("M365EMU_SKIP_CLIENT_TESTS").as_deref() == Ok("1") => {
-            eprintln!("SKIPPED: real-client tests (M365EMU_SKIP_CLIENT_TESTS=1)");
-            None
-        }
-        _ => panic!(
-            "M365EMU_TEST_PYTHON is not set. Run the tests with scripts/test.sh (e.g. \
-             `scripts/test.sh --test clients`): it installs the pinned client libraries of \
-             tests/clients/requirements.txt into .venv and sets M365EMU_TEST_PYTHON. \
-             (M365EMU_SKIP_CLIENT_TESTS=1 skips these tests.)"
-        ),
-    }
-}
+use support::python::{test_python, Script};
+use support::{start, COLLECTOR, CONTOSO, CONTOSO_DOMAIN};
 
 fn contoso_collector(emulator: &Emulator) -> (&ReadyTenant, &ReadyApplication) {
     let tenant = emulator
@@ -63,52 +39,11 @@ fn path_str(p: Option<&std::path::PathBuf>, what: &str) -> String {
         .to_string()
 }
 
-struct ScriptRun {
-    stdout: String,
-    stderr: String,
-    /// The JSON lines of the script that carry a `case`.
-    cases: Vec<Value>,
-}
-
-impl ScriptRun {
-    fn dump(&self) -> String {
-        format!(
-            "--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.stdout, self.stderr
-        )
-    }
-
-    fn case(&self, name: &str) -> &Value {
-        self.cases
-            .iter()
-            .find(|c| c["case"] == name)
-            .unwrap_or_else(|| panic!("the script reported no case {name:?}\n{}", self.dump()))
-    }
-}
-
-async fn run_script(python: &str, emulator: &Emulator) -> ScriptRun {
+/// tests/clients/msal_app_only.py for Contoso's audit collector (secret and certificate).
+fn app_only_script(python: &str, emulator: &Emulator) -> Script {
     let (tenant, app) = contoso_collector(emulator);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/clients/msal_app_only.py");
-    let ca = emulator.ready().ca_cert_path.display().to_string();
-
-    let mut cmd = tokio::process::Command::new(python);
-    cmd.arg(&script)
-        // A clean environment: nothing of the machine's (AZURE_*, CURL_CA_BUNDLE, proxies,
-        // PYTHONPATH...) may steer the clients elsewhere.
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env(
-            "HOME",
-            std::env::var("HOME").unwrap_or_else(|_| "/tmp".into()),
-        )
-        .env("LANG", "C.UTF-8")
-        .env("PYTHONUNBUFFERED", "1")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env("PYTHONNOUSERSITE", "1")
-        .env("NO_PROXY", "*")
-        .env("no_proxy", "*")
-        .env("REQUESTS_CA_BUNDLE", &ca)
-        .env("SSL_CERT_FILE", &ca)
+    Script::new(python, "msal_app_only.py")
+        .trust_ca(&emulator.ca_path())
         .env("M365EMU_HTTPS_URL", emulator.https_uri())
         .env("M365EMU_TENANT_ID", &tenant.id)
         .env("M365EMU_CLIENT_ID", &app.client_id)
@@ -136,42 +71,6 @@ async fn run_script(python: &str, emulator: &Emulator) -> ScriptRun {
                 .as_deref()
                 .expect("the collector has a certificate"),
         )
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-
-    let child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {python} {}: {e}", script.display()));
-    let output = tokio::time::timeout(SCRIPT_TIMEOUT, child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| {
-            panic!(
-                "{} did not finish within {SCRIPT_TIMEOUT:?} (killed)",
-                script.display()
-            )
-        })
-        .expect("waiting for the script");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    let cases = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
-        .filter(|v| v.get("case").is_some())
-        .collect();
-    let run = ScriptRun {
-        stdout,
-        stderr,
-        cases,
-    };
-    assert!(
-        output.status.success(),
-        "msal_app_only.py failed ({}):\n{}",
-        output.status,
-        run.dump()
-    );
-    run
 }
 
 /// `GET /_emulator/journal?operation=entra.token` (plain HTTP: same router, no TLS needed).
@@ -240,13 +139,9 @@ async fn msal_python_and_azure_identity_get_app_only_tokens() {
     let Some(python) = test_python() else {
         return;
     };
-    let emulator = Emulator::builder()
-        .key_seed(42)
-        .start()
-        .await
-        .expect("emulator starts");
+    let emulator = start().await;
 
-    let run = run_script(&python, &emulator).await;
+    let run = app_only_script(&python, &emulator).run_ok().await;
     println!("{}", run.stdout.trim_end());
 
     // What each client says it sent to the token endpoint (cached acquisitions excluded).
@@ -286,7 +181,7 @@ async fn msal_python_and_azure_identity_get_app_only_tokens() {
         assert_eq!(e["method"], "POST", "{e}");
         assert_eq!(e["client_id"], COLLECTOR, "{e}");
         assert!(
-            e["tenant"] == CONTOSO || e["tenant"] == "contoso.onmicrosoft.com",
+            e["tenant"] == CONTOSO || e["tenant"] == CONTOSO_DOMAIN,
             "tenant of {e}"
         );
         assert!(e["error_code"].is_null(), "{e}");
@@ -322,33 +217,16 @@ async fn msal_python_and_azure_identity_get_app_only_tokens() {
 // through AZURE_POD_IDENTITY_AUTHORITY_HOST) against the plain-HTTP listener.
 // -------------------------------------------------------------------------------------------
 
-/// Runs tests/clients/managed_identity.py with the same environment hygiene as
-/// [`run_script`]: a cleared environment with only what the script needs.
-async fn run_managed_identity_script(python: &str, emulator: &Emulator) -> ScriptRun {
+/// tests/clients/managed_identity.py for the default world's managed identity: the App Service
+/// endpoint and, through AZURE_POD_IDENTITY_AUTHORITY_HOST, IMDS on the plain-HTTP listener.
+fn managed_identity_script(python: &str, emulator: &Emulator) -> Script {
     let ready = emulator.ready();
     let mi = ready
         .managed_identities
         .first()
         .expect("the default world has a managed identity");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/clients/managed_identity.py");
-    let ca = ready.ca_cert_path.display().to_string();
-
-    let mut cmd = tokio::process::Command::new(python);
-    cmd.arg(&script)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env(
-            "HOME",
-            std::env::var("HOME").unwrap_or_else(|_| "/tmp".into()),
-        )
-        .env("LANG", "C.UTF-8")
-        .env("PYTHONUNBUFFERED", "1")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env("PYTHONNOUSERSITE", "1")
-        .env("NO_PROXY", "*")
-        .env("no_proxy", "*")
-        .env("REQUESTS_CA_BUNDLE", &ca)
-        .env("SSL_CERT_FILE", &ca)
+    Script::new(python, "managed_identity.py")
+        .trust_ca(&emulator.ca_path())
         .env("M365EMU_HTTPS_URL", emulator.https_uri())
         .env("IDENTITY_ENDPOINT", &ready.identity_endpoint)
         .env("IDENTITY_HEADER", &ready.identity_header)
@@ -362,42 +240,6 @@ async fn run_managed_identity_script(python: &str, emulator: &Emulator) -> Scrip
                 .as_deref()
                 .expect("the managed identity has a resource id"),
         )
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-
-    let child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {python} {}: {e}", script.display()));
-    let output = tokio::time::timeout(SCRIPT_TIMEOUT, child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| {
-            panic!(
-                "{} did not finish within {SCRIPT_TIMEOUT:?} (killed)",
-                script.display()
-            )
-        })
-        .expect("waiting for the script");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    let cases = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
-        .filter(|v| v.get("case").is_some())
-        .collect();
-    let run = ScriptRun {
-        stdout,
-        stderr,
-        cases,
-    };
-    assert!(
-        output.status.success(),
-        "managed_identity.py failed ({}):\n{}",
-        output.status,
-        run.dump()
-    );
-    run
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -406,18 +248,14 @@ async fn azure_identity_managed_identity_credential_gets_tokens() {
     let Some(python) = test_python() else {
         return;
     };
-    let emulator = Emulator::builder()
-        .key_seed(42)
-        .start()
-        .await
-        .expect("emulator starts");
+    let emulator = start().await;
     assert_eq!(
         emulator.ready().managed_identities[0].client_id,
         MI_CLIENT,
         "the default world's managed identity"
     );
 
-    let run = run_managed_identity_script(&python, &emulator).await;
+    let run = managed_identity_script(&python, &emulator).run_ok().await;
     println!("{}", run.stdout.trim_end());
 
     let mut token_requests = 0;

@@ -52,19 +52,14 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
+from common import env, print_versions
+
 PAGE_TIMEOUT = 30
 WAIT = 20
 
 
 class Failed(Exception):
     pass
-
-
-def env(name: str) -> str:
-    value = os.environ.get(name, "")
-    if not value:
-        raise SystemExit(f"browser_consent.py: environment variable {name} is not set")
-    return value
 
 
 def step(name: str, **details) -> None:
@@ -184,8 +179,7 @@ def main() -> int:
             print(f"browser_consent.py: {path} is missing or not executable "
                   "(scripts/test.sh installs chromium and chromium-driver)", file=sys.stderr)
             return 1
-    print(json.dumps({"versions": {"python": sys.version.split()[0], "selenium": selenium.__version__}}),
-          flush=True)
+    print_versions({"selenium": selenium})
 
     profile = tempfile.mkdtemp(prefix="m365emu-chromium-")
     driver_log = os.path.join(profile, "chromedriver.log")

@@ -42,49 +42,25 @@ identity endpoint. Exit status 1, with the reasons on stderr, if any check fails
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import sys
 import time
-import traceback
 from contextlib import contextmanager
 
 import azure.identity
 import jwt
 import msal
 import requests
-from azure.core.pipeline.transport import RequestsTransport
 from azure.identity import ManagedIdentityCredential
+
+from common import (CheckFailed, CountingTransport, Jwks, check, env, get_token_twice, jwt_part,
+                    print_versions, run_cases)
 
 RESOURCE = "https://communication.azure.com"
 SCOPE = f"{RESOURCE}/.default"
 ROLE = "Communication.Manage"
 UNKNOWN_CLIENT_ID = "11111111-2222-3333-4444-555555555555"
-HTTP_TIMEOUT = 30
 IDENTITY_VARS = ("IDENTITY_ENDPOINT", "IDENTITY_HEADER")
-
-
-class CheckFailed(Exception):
-    pass
-
-
-def env(name: str) -> str:
-    value = os.environ.get(name, "")
-    if not value:
-        raise SystemExit(f"managed_identity.py: environment variable {name} is not set")
-    return value
-
-
-def check(checks: dict, name: str, ok: bool, detail: str) -> None:
-    checks[name] = bool(ok)
-    if not ok:
-        raise CheckFailed(f"{name}: {detail}")
-
-
-def jwt_part(token: str, index: int) -> dict:
-    seg = token.split(".")[index]
-    return json.loads(base64.urlsafe_b64decode(seg + "=" * (-len(seg) % 4)))
 
 
 class Expected:
@@ -97,35 +73,13 @@ class Expected:
         self.object_id = env("M365EMU_MI_OBJECT_ID")
         self.resource_id = env("M365EMU_MI_RESOURCE_ID")
         env("REQUESTS_CA_BUNDLE")
-        self.jwks_url = f"{self.https_url}/{self.tenant}/discovery/v2.0/keys"
-        # verify=True: requests then uses REQUESTS_CA_BUNDLE (the emulator's CA).
-        resp = requests.get(self.jwks_url, timeout=HTTP_TIMEOUT)
-        resp.raise_for_status()
-        self.keys = {k["kid"]: k for k in resp.json()["keys"]}
-        if not self.keys:
-            raise SystemExit(f"managed_identity.py: {self.jwks_url} lists no keys")
+        self.jwks = Jwks(self.https_url, self.tenant)
 
     def verify(self, token: str, checks: dict) -> dict:
         header = jwt.get_unverified_header(token)
         check(checks, "header_alg_rs256", header.get("alg") == "RS256", f"alg {header.get('alg')!r}")
         check(checks, "header_x5t_eq_kid", header.get("x5t") == header.get("kid"), f"header {header}")
-        kid = header.get("kid")
-        check(checks, "kid_in_jwks", kid in self.keys, f"kid {kid!r} not in {sorted(self.keys)}")
-        key = jwt.PyJWK(self.keys[kid], algorithm="RS256")
-        try:
-            claims = jwt.decode(
-                token,
-                key=key,
-                algorithms=["RS256"],
-                audience=RESOURCE,
-                issuer=f"https://sts.windows.net/{self.tenant}/",
-                options={"verify_aud": True, "require": ["exp", "iat", "nbf", "iss", "aud"]},
-                leeway=60,
-            )
-            checks["signature_aud_iss_exp"] = True
-        except jwt.PyJWTError as e:
-            checks["signature_aud_iss_exp"] = False
-            raise CheckFailed(f"signature_aud_iss_exp: {type(e).__name__}: {e}; claims {jwt_part(token, 1)}")
+        claims = self.jwks.decode_v1(token, header, checks, RESOURCE)
         check(checks, "tid", claims.get("tid") == self.tenant, f"tid {claims.get('tid')!r}")
         check(checks, "appid", claims.get("appid") == self.client_id,
               f"appid {claims.get('appid')!r}, want {self.client_id!r}")
@@ -141,18 +95,9 @@ class Expected:
         return claims
 
 
-class CountingTransport(RequestsTransport):
-    """azure-core's own requests transport, counting the requests to the identity endpoint."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.token_requests = 0
-
-    def send(self, request, **kwargs):
-        if request.method == "GET" and ("/msi/token" in request.url
-                                        or "/metadata/identity/oauth2/token" in request.url):
-            self.token_requests += 1
-        return super().send(request, **kwargs)
+def identity_transport() -> CountingTransport:
+    """Counts the requests to the identity endpoint (App Service or IMDS)."""
+    return CountingTransport("GET", ("/msi/token", "/metadata/identity/oauth2/token"))
 
 
 @contextmanager
@@ -168,29 +113,23 @@ def imds_environment():
 
 def token_case(make_credential, want: Expected, out: dict) -> None:
     checks = out["checks"]
-    transport = CountingTransport()
+    transport = identity_transport()
     cred = make_credential(transport)
-    try:
-        before = time.time()
-        first = cred.get_token(SCOPE)
+    before = time.time()
+
+    def check_first(first) -> None:
         claims = want.verify(first.token, checks)
         out["claims"] = {k: claims.get(k) for k in ("aud", "appid", "oid", "roles", "tid", "xms_mirid")}
         lifetime = first.expires_on - before
         check(checks, "expires_on", 3000 <= lifetime <= 3700,
               f"expires_on {first.expires_on} is {lifetime:.0f} s away, want about 3600")
-        second = cred.get_token(SCOPE)
-        check(checks, "cached_token_same", second.token == first.token,
-              "the second get_token returned another token")
-    finally:
-        out["token_requests"] = transport.token_requests
-        cred.close()
-    check(checks, "one_token_request", transport.token_requests == 1,
-          f"{transport.token_requests} identity-endpoint requests for two get_token calls")
+
+    get_token_twice(cred, transport, SCOPE, out, check_first, "identity-endpoint requests")
 
 
 def failure_case(make_credential, expected_text: str, out: dict) -> None:
     checks = out["checks"]
-    transport = CountingTransport()
+    transport = identity_transport()
     cred = make_credential(transport)
     try:
         try:
@@ -212,13 +151,12 @@ def main() -> int:
     want = Expected()
     imds_host = os.environ.get("AZURE_POD_IDENTITY_AUTHORITY_HOST", "")
 
-    print(json.dumps({"versions": {
-        "python": sys.version.split()[0],
-        "msal": msal.__version__,
-        "azure-identity": azure.identity.__version__,
-        "pyjwt": jwt.__version__,
-        "requests": requests.__version__,
-    }}), flush=True)
+    print_versions({
+        "msal": msal,
+        "azure-identity": azure.identity,
+        "pyjwt": jwt,
+        "requests": requests,
+    })
 
     cases = [
         ("app_service_system", lambda out: token_case(
@@ -249,25 +187,7 @@ def main() -> int:
                 "Identity not found", out))),
         ]
 
-    failures = []
-    for name, run in cases:
-        out = {"case": name, "ok": False, "token_requests": None, "checks": {}}
-        try:
-            run(out)
-            out["ok"] = True
-        except CheckFailed as e:
-            out["error"] = str(e)
-            failures.append(f"{name}: {e}")
-        except Exception as e:  # a library raised: report it as this case's failure
-            out["error"] = f"{type(e).__name__}: {e}"
-            failures.append(f"{name}: {type(e).__name__}: {e}\n{traceback.format_exc()}")
-        print(json.dumps(out), flush=True)
-
-    if failures:
-        print("managed_identity.py: FAILED\n" + "\n".join(failures), file=sys.stderr)
-        return 1
-    print(f"managed_identity.py: all {len(cases)} cases passed", file=sys.stderr)
-    return 0
+    return run_cases(cases, token_requests=None)
 
 
 if __name__ == "__main__":

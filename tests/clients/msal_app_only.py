@@ -29,45 +29,19 @@ Exit status 1, with the reasons on stderr, if any check fails.
 
 from __future__ import annotations
 
-import base64
-import json
-import os
 import sys
-import traceback
 
 import azure.identity
 import jwt
 import msal
 import requests
-from azure.core.pipeline.transport import RequestsTransport
 from azure.identity import CertificateCredential
+
+from common import HTTP_TIMEOUT, CountingTransport, Jwks, check, env, get_token_twice, print_versions, run_cases
 
 RESOURCE = "https://manage.office.com"
 SCOPES = [f"{RESOURCE}/.default"]
 ROLE = "ActivityFeed.Read"
-HTTP_TIMEOUT = 30
-
-
-class CheckFailed(Exception):
-    pass
-
-
-def env(name: str) -> str:
-    value = os.environ.get(name, "")
-    if not value:
-        raise SystemExit(f"msal_app_only.py: environment variable {name} is not set")
-    return value
-
-
-def check(checks: dict, name: str, ok: bool, detail: str) -> None:
-    checks[name] = bool(ok)
-    if not ok:
-        raise CheckFailed(f"{name}: {detail}")
-
-
-def jwt_part(token: str, index: int) -> dict:
-    seg = token.split(".")[index]
-    return json.loads(base64.urlsafe_b64decode(seg + "=" * (-len(seg) % 4)))
 
 
 class Verifier:
@@ -76,34 +50,12 @@ class Verifier:
     def __init__(self, https_url: str, tenant: str, client_id: str):
         self.tenant = tenant
         self.client_id = client_id
-        self.jwks_url = f"{https_url}/{tenant}/discovery/v2.0/keys"
-        # verify=True: requests then uses REQUESTS_CA_BUNDLE (the emulator's CA).
-        resp = requests.get(self.jwks_url, timeout=HTTP_TIMEOUT)
-        resp.raise_for_status()
-        self.keys = {k["kid"]: k for k in resp.json()["keys"]}
-        if not self.keys:
-            raise SystemExit(f"msal_app_only.py: {self.jwks_url} lists no keys")
+        self.jwks = Jwks(https_url, tenant)
 
     def verify(self, token: str, appidacr: str, checks: dict) -> dict:
         header = jwt.get_unverified_header(token)
         check(checks, "header_alg_rs256", header.get("alg") == "RS256", f"alg {header.get('alg')!r}")
-        kid = header.get("kid")
-        check(checks, "kid_in_jwks", kid in self.keys, f"kid {kid!r} not in {sorted(self.keys)} ({self.jwks_url})")
-        key = jwt.PyJWK(self.keys[kid], algorithm="RS256")
-        try:
-            claims = jwt.decode(
-                token,
-                key=key,
-                algorithms=["RS256"],
-                audience=RESOURCE,
-                issuer=f"https://sts.windows.net/{self.tenant}/",
-                options={"verify_aud": True, "require": ["exp", "iat", "nbf", "iss", "aud"]},
-                leeway=60,
-            )
-            checks["signature_aud_iss_exp"] = True
-        except jwt.PyJWTError as e:
-            checks["signature_aud_iss_exp"] = False
-            raise CheckFailed(f"signature_aud_iss_exp: {type(e).__name__}: {e}; claims {jwt_part(token, 1)}")
+        claims = self.jwks.decode_v1(token, header, checks, RESOURCE, kid_detail=f" ({self.jwks.url})")
         check(checks, "tid", claims.get("tid") == self.tenant, f"tid {claims.get('tid')!r}")
         check(checks, "appid", claims.get("appid") == self.client_id, f"appid {claims.get('appid')!r}")
         check(checks, "appidacr", claims.get("appidacr") == appidacr,
@@ -147,22 +99,8 @@ def msal_case(credential, appidacr: str, v: Verifier, authority: str, out: dict)
           "the cached token differs from the first one")
 
 
-class CountingTransport(RequestsTransport):
-    """azure-core's own requests transport, counting the token requests it sends."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.token_requests = 0
-
-    def send(self, request, **kwargs):
-        if request.method == "POST" and "/oauth2/" in request.url:
-            self.token_requests += 1
-        return super().send(request, **kwargs)
-
-
 def azure_identity_case(https_url: str, combined_path: str, v: Verifier, out: dict) -> None:
-    checks = out["checks"]
-    transport = CountingTransport()
+    transport = CountingTransport("POST", ("/oauth2/",))
     cred = CertificateCredential(
         v.tenant,
         v.client_id,
@@ -171,18 +109,12 @@ def azure_identity_case(https_url: str, combined_path: str, v: Verifier, out: di
         disable_instance_discovery=True,
         transport=transport,
     )
-    try:
-        first = cred.get_token(SCOPES[0])
-        header = v.verify(first.token, "2", checks)
+
+    def check_first(first) -> None:
+        header = v.verify(first.token, "2", out["checks"])
         out["alg"], out["kid"] = header.get("alg"), header.get("kid")
-        second = cred.get_token(SCOPES[0])
-        check(checks, "cached_token_same", second.token == first.token,
-              "the second get_token returned another token")
-    finally:
-        out["token_requests"] = transport.token_requests
-        cred.close()
-    check(checks, "one_token_request", transport.token_requests == 1,
-          f"{transport.token_requests} token requests for two get_token calls")
+
+    get_token_twice(cred, transport, SCOPES[0], out, check_first, "token requests")
 
 
 def main() -> int:
@@ -197,13 +129,12 @@ def main() -> int:
     env("REQUESTS_CA_BUNDLE")
     authority = f"{https_url}/{tenant}"
 
-    print(json.dumps({"versions": {
-        "python": sys.version.split()[0],
-        "msal": msal.__version__,
-        "azure-identity": azure.identity.__version__,
-        "pyjwt": jwt.__version__,
-        "requests": requests.__version__,
-    }}), flush=True)
+    print_versions({
+        "msal": msal,
+        "azure-identity": azure.identity,
+        "pyjwt": jwt,
+        "requests": requests,
+    })
 
     v = Verifier(https_url, tenant, client_id)
     cases = [
@@ -215,25 +146,7 @@ def main() -> int:
             authority, out)),
         ("azure_identity", lambda out: azure_identity_case(https_url, combined_path, v, out)),
     ]
-    failures = []
-    for name, run in cases:
-        out = {"case": name, "ok": False, "alg": None, "kid": None, "token_requests": None, "checks": {}}
-        try:
-            run(out)
-            out["ok"] = True
-        except CheckFailed as e:
-            out["error"] = str(e)
-            failures.append(f"{name}: {e}")
-        except Exception as e:  # a library raised: report it as this case's failure
-            out["error"] = f"{type(e).__name__}: {e}"
-            failures.append(f"{name}: {type(e).__name__}: {e}\n{traceback.format_exc()}")
-        print(json.dumps(out), flush=True)
-
-    if failures:
-        print("msal_app_only.py: FAILED\n" + "\n".join(failures), file=sys.stderr)
-        return 1
-    print(f"msal_app_only.py: all {len(cases)} cases passed", file=sys.stderr)
-    return 0
+    return run_cases(cases, alg=None, kid=None, token_requests=None)
 
 
 if __name__ == "__main__":

@@ -37,39 +37,21 @@ status 1, with the reasons on stderr, if any check fails.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
-import traceback
 import urllib.parse
 
 import jwt
 import msal
 import requests
 
+from common import HTTP_TIMEOUT, Jwks, check, env, print_versions, run_case
+
 SCOPES = ["User.Read"]
 GRAPH = "https://graph.microsoft.com"
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
-HTTP_TIMEOUT = 30
 NINETY_ONE_DAYS = 91 * 24 * 3600
-
-
-class CheckFailed(Exception):
-    pass
-
-
-def env(name: str) -> str:
-    value = os.environ.get(name, "")
-    if not value:
-        raise SystemExit(f"msal_user_flows.py: environment variable {name} is not set")
-    return value
-
-
-def check(checks: dict, name: str, ok: bool, detail: str) -> None:
-    checks[name] = bool(ok)
-    if not ok:
-        raise CheckFailed(f"{name}: {detail}")
 
 
 def error_text(result) -> str:
@@ -82,31 +64,11 @@ class Verifier:
     """Checks delegated v1 access tokens against the emulator's JWKS."""
 
     def __init__(self, control_url: str, tenant: str):
-        self.tenant = tenant
-        self.jwks_url = f"{control_url}/{tenant}/discovery/v2.0/keys"
-        resp = requests.get(self.jwks_url, timeout=HTTP_TIMEOUT)  # verify: REQUESTS_CA_BUNDLE
-        resp.raise_for_status()
-        self.keys = {k["kid"]: k for k in resp.json()["keys"]}
+        self.jwks = Jwks(control_url, tenant, require_keys=False)
 
     def access_token(self, token: str, checks: dict, prefix: str) -> dict:
-        header = jwt.get_unverified_header(token)
-        kid = header.get("kid")
-        check(checks, f"{prefix}_kid_in_jwks", kid in self.keys, f"kid {kid!r} not in {sorted(self.keys)}")
-        try:
-            claims = jwt.decode(
-                token,
-                key=jwt.PyJWK(self.keys[kid], algorithm="RS256"),
-                algorithms=["RS256"],
-                audience=[GRAPH, GRAPH_APP_ID],
-                issuer=f"https://sts.windows.net/{self.tenant}/",
-                options={"require": ["exp", "iat", "nbf", "iss", "aud"]},
-                leeway=60,
-            )
-            checks[f"{prefix}_signature_aud_iss_exp"] = True
-        except jwt.PyJWTError as e:
-            checks[f"{prefix}_signature_aud_iss_exp"] = False
-            raise CheckFailed(f"{prefix}_signature_aud_iss_exp: {type(e).__name__}: {e}")
-        return claims
+        return self.jwks.decode_v1(token, jwt.get_unverified_header(token), checks, [GRAPH, GRAPH_APP_ID],
+                                   prefix=f"{prefix}_", claims_on_error=False)
 
 
 def check_user_token(claims: dict, checks: dict, prefix: str, upn: str, tenant: str, client_id: str,
@@ -277,26 +239,12 @@ def main() -> int:
     env("REQUESTS_CA_BUNDLE")
     if os.environ.get("M365EMU_MSAL_DEBUG") == "1":
         logging.basicConfig(level=logging.DEBUG)
-    print(json.dumps({"versions": {
-        "python": sys.version.split()[0],
-        "msal": msal.__version__,
-        "pyjwt": jwt.__version__,
-        "requests": requests.__version__,
-    }}), flush=True)
+    print_versions({"msal": msal, "pyjwt": jwt, "requests": requests})
 
-    out = {"case": name, "ok": False, "checks": {}}
-    failure = None
-    try:
-        v = Verifier(env("M365EMU_CONTROL_URL").rstrip("/"), env("M365EMU_TENANT_ID"))
-        CASES[name](out, v)
-        out["ok"] = True
-    except CheckFailed as e:
-        out["error"] = str(e)
-        failure = str(e)
-    except Exception as e:  # MSAL or requests raised: report it as this case's failure
-        out["error"] = f"{type(e).__name__}: {e}"
-        failure = f"{type(e).__name__}: {e}\n{traceback.format_exc()}"
-    print(json.dumps(out), flush=True)
+    def run(out: dict) -> None:
+        CASES[name](out, Verifier(env("M365EMU_CONTROL_URL").rstrip("/"), env("M365EMU_TENANT_ID")))
+
+    failure = run_case({"case": name, "ok": False, "checks": {}}, run)
     if failure is not None:
         print(f"msal_user_flows.py {name}: FAILED\n{failure}", file=sys.stderr)
         return 1

@@ -2,11 +2,10 @@
 //! builds (tests/clients/requirements.txt), with a clean environment and a time limit; on
 //! failure (exit status or time-out) the panic message carries the script's stdout and stderr.
 //!
-//! Until support/mod.rs declares it, a test binary includes it by path:
+//! A test binary with `mod support;` uses it as `support::python`:
 //!
 //! ```ignore
-//! #[path = "support/python.rs"]
-//! mod python;
+//! use support::python;
 //! let Some(py) = python::test_python() else { return };
 //! let run = python::Script::new(&py, "msal_app_only.py")
 //!     .trust_ca(&emulator.ca_path())
