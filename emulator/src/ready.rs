@@ -106,10 +106,9 @@ impl ReadyInfo {
                     .iter()
                     .filter(|a| dir.service_principal(t, a).is_some())
                     .map(|a| {
-                        let cert = dir
-                            .certificates_of(&a.client_id)
-                            .iter()
-                            .find(|c| c.files.is_some());
+                        // Prefer a generated certificate (it has key files); else a brought one.
+                        let certs = dir.certificates_of(&a.client_id);
+                        let cert = certs.iter().find(|c| c.files.is_some()).or(certs.first());
                         let files = cert.and_then(|c| c.files.as_ref());
                         ReadyApplication {
                             client_id: a.client_id.to_string(),
