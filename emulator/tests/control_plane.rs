@@ -184,6 +184,14 @@ async fn raw_delay_slow_body_rate_limit_and_header_actions() {
     }
     assert_eq!(statuses, [200, 200, 429]);
     assert_eq!(retry_after.as_deref(), Some("100"));
+    // Buckets are per service and tenant: Fabrikam still has its burst.
+    let (s, _, b) = post_form(
+        &c,
+        &token_url_v2(&e, FABRIKAM),
+        &secret_form_v2(COLLECTOR, COLLECTOR_SECRET),
+    )
+    .await;
+    assert_eq!(s, 200, "another tenant's bucket is untouched: {b}");
     let resp = c.delete(&faults).send().await.expect("delete");
     assert_eq!(resp.status().as_u16(), 204);
 

@@ -103,7 +103,9 @@ pub async fn layer(State(core): State<Arc<Core>>, req: Request<Body>, next: Next
             slow_down(resp, s.slow_body.bytes_per_second).await
         }
         FaultAction::RateLimit(_) => {
-            let retry = rule.as_ref().map_or(1, |r| r.retry_after());
+            let retry = rule
+                .as_ref()
+                .map_or(1, |r| r.retry_after(&facts.bucket_key()));
             let (mut resp, code) = crate::services::throttled(&core, &facts, &parts, retry);
             outcome.error_code = Some(code);
             resp.extensions_mut().insert(outcome);

@@ -38,6 +38,18 @@ pub struct RequestFacts {
     pub headers: http::HeaderMap,
 }
 
+impl RequestFacts {
+    /// Rate limits count per service and tenant (the tenant's GUID when it resolves).
+    pub fn bucket_key(&self) -> String {
+        let tenant = self
+            .tenant_id
+            .as_deref()
+            .or(self.tenant_segment.as_deref())
+            .unwrap_or_default();
+        format!("{}|{}", self.service, tenant.to_ascii_lowercase())
+    }
+}
+
 impl Faults {
     pub fn is_empty(&self) -> bool {
         self.rules
@@ -115,9 +127,9 @@ impl Faults {
     pub fn evaluate(&self, facts: &RequestFacts, now: OffsetDateTime) -> Option<Arc<FaultRule>> {
         self.prune(now);
         let rules = self.rules.read().unwrap_or_else(|e| e.into_inner()).clone();
-        rules
-            .into_iter()
-            .find(|r| matches(&r.spec.matcher, facts) && r.decide(now) == Decision::Apply)
+        rules.into_iter().find(|r| {
+            matches(&r.spec.matcher, facts) && r.decide(now, &facts.bucket_key()) == Decision::Apply
+        })
     }
 }
 

@@ -48,7 +48,7 @@ pub enum FaultAction {
     Connection(ConnectionAction),
     /// Let the request through but send the response body slowly.
     SlowBody(SlowBodyAction),
-    /// A token bucket per rule; when empty, the service's own throttling response.
+    /// A token bucket per service and tenant; when empty, the service's own throttling response.
     RateLimit(RateLimitAction),
 }
 
@@ -344,7 +344,8 @@ struct RuleState {
     matched: u64,
     applied: u64,
     rng: Option<ChaCha8Rng>,
-    bucket: Option<(f64, OffsetDateTime)>,
+    /// Token buckets of a rate-limit rule, one per service and tenant (see `RequestFacts::bucket_key`).
+    buckets: std::collections::HashMap<String, (f64, OffsetDateTime)>,
 }
 
 /// The verdict for one matching request.
@@ -368,7 +369,7 @@ impl FaultRule {
                 matched: 0,
                 applied: 0,
                 rng,
-                bucket: None,
+                buckets: Default::default(),
             }),
         }
     }
@@ -383,8 +384,9 @@ impl FaultRule {
                 .is_some_and(|secs| now >= self.created + time::Duration::seconds_f64(secs))
     }
 
-    /// Counts a matching request and decides whether the fault applies to it.
-    pub fn decide(&self, now: OffsetDateTime) -> Decision {
+    /// Counts a matching request and decides whether the fault applies to it. `bucket` names
+    /// the rate-limit bucket the request draws from.
+    pub fn decide(&self, now: OffsetDateTime, bucket: &str) -> Decision {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if self.spec.lifetime.count.is_some_and(|c| s.applied >= c) {
             return Decision::Skip;
@@ -408,27 +410,31 @@ impl FaultRule {
         }
         // A rate limit applies only when its bucket is empty.
         if let FaultAction::RateLimit(RateLimitAction { rate_limit }) = &self.spec.action {
-            let (tokens, last) = s.bucket.unwrap_or((f64::from(rate_limit.burst), now));
+            let (tokens, last) = s
+                .buckets
+                .get(bucket)
+                .copied()
+                .unwrap_or((f64::from(rate_limit.burst), now));
             let elapsed = (now - last).as_seconds_f64().max(0.0);
             let tokens =
                 (tokens + elapsed * rate_limit.per_second).min(f64::from(rate_limit.burst));
             if tokens >= 1.0 {
-                s.bucket = Some((tokens - 1.0, now));
+                s.buckets.insert(bucket.to_string(), (tokens - 1.0, now));
                 return Decision::Skip;
             }
-            s.bucket = Some((tokens, now));
+            s.buckets.insert(bucket.to_string(), (tokens, now));
         }
         s.applied += 1;
         Decision::Apply
     }
 
     /// Seconds until a rate-limit bucket holds a token again (for `Retry-After`).
-    pub fn retry_after(&self) -> u64 {
+    pub fn retry_after(&self, bucket: &str) -> u64 {
         let FaultAction::RateLimit(RateLimitAction { rate_limit }) = &self.spec.action else {
             return 1;
         };
         let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let tokens = s.bucket.map_or(0.0, |(t, _)| t);
+        let tokens = s.buckets.get(bucket).map_or(0.0, |(t, _)| *t);
         if rate_limit.per_second <= 0.0 {
             return 60;
         }
@@ -510,7 +516,7 @@ mod tests {
         let run = || {
             let r = FaultRule::new("r".into(), s.clone(), now);
             (0..200)
-                .map(|_| r.decide(now) == Decision::Apply)
+                .map(|_| r.decide(now, "") == Decision::Apply)
                 .collect::<Vec<_>>()
         };
         let a = run();
@@ -529,7 +535,7 @@ mod tests {
                 now,
             );
             (0..6)
-                .map(|_| r.decide(now) == Decision::Apply)
+                .map(|_| r.decide(now, "") == Decision::Apply)
                 .collect::<Vec<_>>()
         };
         assert_eq!(
@@ -554,10 +560,18 @@ mod tests {
             spec(json!({"action": {"rate_limit": {"burst": 2, "per_second": 1.0}}})).expect("rule"),
             now,
         );
-        assert_eq!(r.decide(now), Decision::Skip);
-        assert_eq!(r.decide(now), Decision::Skip);
-        assert_eq!(r.decide(now), Decision::Apply);
-        assert_eq!(r.retry_after(), 1);
-        assert_eq!(r.decide(now + time::Duration::seconds(1)), Decision::Skip);
+        assert_eq!(r.decide(now, "entra|a"), Decision::Skip);
+        assert_eq!(r.decide(now, "entra|a"), Decision::Skip);
+        assert_eq!(r.decide(now, "entra|a"), Decision::Apply);
+        assert_eq!(r.retry_after("entra|a"), 1);
+        assert_eq!(
+            r.decide(now, "entra|b"),
+            Decision::Skip,
+            "another tenant has its own bucket"
+        );
+        assert_eq!(
+            r.decide(now + time::Duration::seconds(1), "entra|a"),
+            Decision::Skip
+        );
     }
 }
