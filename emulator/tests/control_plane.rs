@@ -566,6 +566,30 @@ async fn bad_rules_are_refused_whole_with_the_field_named() {
         200,
         "nothing was half-applied"
     );
+
+    // With a rule active the fault layer reads form bodies for `client_id`; an oversized body
+    // must still reach the token endpoint whole and get its 413.
+    let (s, _) = admin_post(
+        &c,
+        faults.clone(),
+        json!({"match": {"operation": "entra.keys"}, "action": {"status": 500}}),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let big = format!(
+        "grant_type=client_credentials&client_id={COLLECTOR}&pad={}",
+        "a".repeat(2 * 1024 * 1024)
+    );
+    let resp = c
+        .post(token_url_v2(&e, CONTOSO))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(big)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status().as_u16(), 413);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["error_codes"], json!([9002313]));
 }
 
 #[tokio::test]

@@ -163,7 +163,14 @@ async fn gather_facts(core: &Core, parts: &mut Parts, body: Body) -> (RequestFac
             v.to_ascii_lowercase()
                 .starts_with("application/x-www-form-urlencoded")
         });
-    let (mut client_id, body) = if is_form {
+    // Peek only at forms of a declared, acceptable length, so that an oversized or unsized
+    // body reaches the handler untouched and gets the handler's own error (413 and so on).
+    let declared = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    let peekable = is_form && declared.is_some_and(|n| n <= core.settings.body_limit);
+    let (mut client_id, body) = if peekable {
         match read_body(body, core.settings.body_limit).await {
             Ok(bytes) => {
                 let id = parse_form(&bytes)
@@ -171,7 +178,7 @@ async fn gather_facts(core: &Core, parts: &mut Parts, body: Body) -> (RequestFac
                     .and_then(|f| f.non_empty("client_id").map(str::to_string));
                 (id, Body::from(bytes))
             }
-            // Too large or broken: let the handler produce its own error.
+            // The connection broke mid-body: the handler sees an empty body and says so.
             Err(_) => (None, Body::empty()),
         }
     } else {
