@@ -650,3 +650,43 @@ async fn reset_restores_world_faults_journal_and_clock() {
         "{journal}"
     );
 }
+
+#[tokio::test]
+async fn both_listeners_speak_http1_and_http2() {
+    let e = start().await;
+    let url = |base: &str| format!("{base}/_emulator/health");
+    let ca = || reqwest::Certificate::from_pem(e.ca_pem().as_bytes()).expect("CA");
+    // HTTPS: ALPN offers h2 and http/1.1.
+    let h2 = reqwest::Client::builder()
+        .tls_certs_only([ca()])
+        .no_proxy()
+        .build()
+        .expect("client");
+    let resp = h2.get(url(e.https_uri())).send().await.expect("h2");
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    let h1 = reqwest::Client::builder()
+        .tls_certs_only([ca()])
+        .http1_only()
+        .no_proxy()
+        .build()
+        .expect("client");
+    let resp = h1.get(url(e.https_uri())).send().await.expect("h1");
+    assert_eq!(resp.version(), reqwest::Version::HTTP_11);
+    // Plain HTTP: HTTP/1.1, and HTTP/2 with prior knowledge (h2c).
+    let plain = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    assert_eq!(
+        plain.get(url(e.uri())).send().await.expect("h1").version(),
+        reqwest::Version::HTTP_11
+    );
+    let h2c = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .no_proxy()
+        .build()
+        .expect("client");
+    let resp = h2c.get(url(e.uri())).send().await.expect("h2c");
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(resp.json::<Value>().await.expect("json")["status"], "ok");
+}
