@@ -609,6 +609,26 @@ impl World {
         })
     }
 
+    /// The grants of a `resource → names` map that name `resource` (by any of its URIs or its
+    /// app id), in order and without repeats.
+    pub fn grants_on(
+        &self,
+        grants: &BTreeMap<String, Vec<String>>,
+        resource: &Uuid,
+    ) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for (key, names) in grants {
+            if self.resource(key).is_some_and(|r| &r.app_id == resource) {
+                for n in names {
+                    if !out.contains(n) {
+                        out.push(n.clone());
+                    }
+                }
+            }
+        }
+        out
+    }
+
     pub fn application(&self, client_id: &Uuid) -> Option<&Application> {
         self.applications.iter().find(|a| &a.client_id == client_id)
     }

@@ -164,18 +164,7 @@ pub async fn grant(
                 .ok_or_else(|| {
                     AdminError::bad_request(format!("no user '{user}' in tenant {tenant_id}"))
                 })?;
-            let scopes = scopes.unwrap_or_else(|| {
-                app.required_resource_access
-                    .iter()
-                    .filter_map(|r| dir.world.resource(&r.resource))
-                    .map(|res| {
-                        (
-                            res.app_id_uri.clone(),
-                            consent::declared_scopes(&dir, &app, &res.app_id_uri),
-                        )
-                    })
-                    .collect()
-            });
+            let scopes = scopes.unwrap_or_else(|| consent::declared_scope_set(&dir, &app));
             consent::grant_user(&mut dir, &tenant_id, &oid, &app.client_id, &scopes);
         }
         None => {
@@ -184,16 +173,7 @@ pub async fn grant(
                 if explicit {
                     Vec::new()
                 } else {
-                    app.required_resource_access
-                        .iter()
-                        .filter_map(|r| dir.world.resource(&r.resource))
-                        .map(|res| {
-                            (
-                                res.app_id_uri.clone(),
-                                consent::declared_scopes(&dir, &app, &res.app_id_uri),
-                            )
-                        })
-                        .collect()
+                    consent::declared_scope_set(&dir, &app)
                 }
             });
             consent::grant_admin_with(

@@ -480,17 +480,7 @@ fn validate(
         }
         FlowKind::DeviceCode => {}
         FlowKind::AdminConsentLegacy => {
-            req.scopes = app
-                .required_resource_access
-                .iter()
-                .filter_map(|r| dir.world.resource(&r.resource))
-                .map(|res| {
-                    (
-                        res.app_id_uri.clone(),
-                        consent::declared_scopes(dir, app, &res.app_id_uri),
-                    )
-                })
-                .collect();
+            req.scopes = consent::declared_scope_set(dir, app);
         }
     }
     Ok(req)

@@ -84,24 +84,24 @@ pub fn declared_scopes(dir: &Directory, app: &Application, resource_uri: &str) -
         .collect()
 }
 
+/// Every delegated scope the registration declares, per resource (legacy admin consent and
+/// consents granted "as the registration requires").
+pub fn declared_scope_set(dir: &Directory, app: &Application) -> ScopeSet {
+    app.required_resource_access
+        .iter()
+        .filter_map(|r| dir.world.resource(&r.resource))
+        .map(|res| {
+            (
+                res.app_id_uri.clone(),
+                declared_scopes(dir, app, &res.app_id_uri),
+            )
+        })
+        .collect()
+}
+
 /// Scopes a user may not consent to alone.
 pub fn needs_admin(scope: &str) -> bool {
     scope.ends_with(".All")
-}
-
-fn find_grants<'a>(
-    map: &'a BTreeMap<String, Vec<String>>,
-    dir: &Directory,
-    resource_uri: &str,
-) -> Vec<&'a String> {
-    map.iter()
-        .filter(|(uri, _)| {
-            dir.world
-                .resource(uri)
-                .is_some_and(|r| r.app_id_uri == resource_uri)
-        })
-        .flat_map(|(_, scopes)| scopes)
-        .collect()
 }
 
 /// Delegated scopes of `resource_uri` granted to the app for this user (tenant-wide or own).
@@ -112,28 +112,23 @@ pub fn granted_scopes(
     user: &Uuid,
     resource_uri: &str,
 ) -> Vec<String> {
+    let Some(resource) = dir.world.resource(resource_uri) else {
+        return Vec::new();
+    };
     let mut out: Vec<String> = Vec::new();
     if let Some(sp) = tenant
         .service_principals
         .iter()
         .find(|sp| sp.app_id == app.client_id)
     {
-        out.extend(
-            find_grants(&sp.delegated_grants, dir, resource_uri)
-                .into_iter()
-                .cloned(),
-        );
+        out.extend(dir.world.grants_on(&sp.delegated_grants, &resource.app_id));
     }
     for uc in tenant
         .user_consents
         .iter()
         .filter(|c| c.app_id == app.client_id && &c.user == user)
     {
-        out.extend(
-            find_grants(&uc.scopes, dir, resource_uri)
-                .into_iter()
-                .cloned(),
-        );
+        out.extend(dir.world.grants_on(&uc.scopes, &resource.app_id));
     }
     out.sort();
     out.dedup();

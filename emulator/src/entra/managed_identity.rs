@@ -67,7 +67,7 @@ use crate::http::Outcome;
 use crate::jose::{self, JoseError};
 use crate::signing::SigningKey;
 use crate::state::{Core, Directory};
-use crate::world::{ManagedIdentity, ManagedIdentityKind, Resource, Tenant};
+use crate::world::{ManagedIdentity, ManagedIdentityKind, Tenant};
 
 /// The journal / fault-matching operation of both endpoints.
 pub const OPERATION: &str = "entra.managed_identity";
@@ -319,7 +319,9 @@ fn issue(
         .world
         .resource(requested)
         .ok_or_else(|| MiError::unknown_resource(requested, tenant, correlation_id, now))?;
-    let roles = granted_roles(dir, identity, resource);
+    let roles = dir
+        .world
+        .grants_on(&identity.app_role_grants, &resource.app_id);
 
     let key = core.signing.active();
     let token = mint(
@@ -470,20 +472,6 @@ fn select_identity<'d>(
         }
     };
     found.ok_or_else(|| not_found(style))
-}
-
-/// The identity's app roles on `resource` (grants are keyed by any name of the resource).
-fn granted_roles(dir: &Directory, identity: &ManagedIdentity, resource: &Resource) -> Vec<String> {
-    identity
-        .app_role_grants
-        .iter()
-        .find(|(uri, _)| {
-            dir.world
-                .resource(uri)
-                .is_some_and(|r| r.app_id == resource.app_id)
-        })
-        .map(|(_, roles)| roles.clone())
-        .unwrap_or_default()
 }
 
 fn opaque(len: usize) -> String {

@@ -227,16 +227,7 @@ fn issue(
     }
     let (resource, requested) = requested_resource(dir, tenant, endpoint, form)?;
 
-    let roles = sp
-        .app_role_grants
-        .iter()
-        .find(|(uri, _)| {
-            dir.world
-                .resource(uri)
-                .is_some_and(|r| r.app_id == resource.app_id)
-        })
-        .map(|(_, roles)| roles.clone())
-        .unwrap_or_default();
+    let roles = dir.world.grants_on(&sp.app_role_grants, &resource.app_id);
     let grant = AppOnlyGrant {
         tenant,
         app,
