@@ -16,6 +16,16 @@ use time::{Duration, OffsetDateTime};
 /// clock.advance(time::Duration::hours(1));
 /// assert_eq!(clock.now() - t0, time::Duration::hours(1));
 /// ```
+/// The latest instant the clock reaches: far enough for any test, early enough that adding a
+/// token lifetime or a retention period can never overflow.
+pub const LATEST: OffsetDateTime = time::macros::datetime!(9000-01-01 00:00 UTC);
+/// The earliest instant the clock can be set to.
+pub const EARLIEST: OffsetDateTime = time::macros::datetime!(1970-01-01 00:00 UTC);
+
+fn clamp(t: OffsetDateTime) -> OffsetDateTime {
+    t.clamp(EARLIEST, LATEST)
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Clock {
     inner: Arc<Mutex<ClockState>>,
@@ -41,8 +51,13 @@ impl Clock {
     /// The current emulated time.
     pub fn now(&self) -> OffsetDateTime {
         let s = *self.state();
-        s.frozen_at
-            .unwrap_or_else(|| OffsetDateTime::now_utc() + s.offset)
+        s.frozen_at.unwrap_or_else(|| {
+            clamp(
+                OffsetDateTime::now_utc()
+                    .checked_add(s.offset)
+                    .unwrap_or(LATEST),
+            )
+        })
     }
 
     /// Seconds since the Unix epoch, as used in JWT NumericDate claims.
@@ -58,14 +73,18 @@ impl Clock {
     pub fn advance(&self, by: Duration) {
         let mut s = self.state();
         match s.frozen_at.as_mut() {
-            Some(t) => *t += by,
-            None => s.offset += by,
+            Some(t) => {
+                let bound = if by.is_negative() { EARLIEST } else { LATEST };
+                *t = clamp(t.checked_add(by).unwrap_or(bound))
+            }
+            None => s.offset = s.offset.saturating_add(by),
         }
     }
 
     /// Jumps to an instant; a frozen clock stays frozen there.
     pub fn set(&self, to: OffsetDateTime) {
         let mut s = self.state();
+        let to = clamp(to);
         match s.frozen_at.as_mut() {
             Some(t) => *t = to,
             None => s.offset = to - OffsetDateTime::now_utc(),
@@ -95,6 +114,19 @@ impl Clock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extreme_times_are_clamped_not_overflowed() {
+        let c = Clock::system();
+        c.set(time::macros::datetime!(9999-12-31 23:59:58 UTC));
+        assert_eq!(c.now().year(), 9000);
+        c.advance(Duration::MAX);
+        assert!(c.now() <= LATEST);
+        c.freeze();
+        c.advance(Duration::MAX);
+        assert_eq!(c.now(), LATEST);
+        let _ = c.now() + Duration::days(400);
+    }
 
     #[test]
     fn resume_continues_from_the_frozen_instant() {

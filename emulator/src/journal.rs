@@ -32,12 +32,18 @@ const SECRET_HEADERS: &[&str] = &[
     "secret",
     "x-ms-content-sha256-secret",
     "ocp-apim-subscription-key",
+    "proxy-authorization",
+    "x-ms-authorization-auxiliary",
 ];
 /// Query parameters whose values never enter the journal.
 const SECRET_PARAMS: &[&str] = &[
     "client_secret",
     "password",
     "code",
+    "assertion",
+    "access_token",
+    "id_token_hint",
+    "sig",
     "refresh_token",
     "client_assertion",
     "accesskey",
@@ -175,14 +181,23 @@ impl Journal {
     }
 }
 
+/// Compares the decoded name, so `client%5Fsecret` is redacted too.
+fn is_secret_param(raw_name: &str) -> bool {
+    let decoded = crate::http::form::parse_form(raw_name.as_bytes())
+        .ok()
+        .and_then(|f| f.fields.into_iter().next().map(|(k, _)| k))
+        .unwrap_or_else(|| raw_name.to_string());
+    SECRET_PARAMS
+        .iter()
+        .any(|s| decoded.eq_ignore_ascii_case(s))
+}
+
 fn redacted_query(query: Option<&str>) -> Option<String> {
     let q = query?;
     Some(
         q.split('&')
             .map(|pair| match pair.split_once('=') {
-                Some((k, _)) if SECRET_PARAMS.iter().any(|s| k.eq_ignore_ascii_case(s)) => {
-                    format!("{k}=[redacted]")
-                }
+                Some((k, _)) if is_secret_param(k) => format!("{k}=[redacted]"),
                 _ => pair.to_string(),
             })
             .collect::<Vec<_>>()
@@ -327,6 +342,10 @@ mod tests {
         assert_eq!(
             redacted_query(Some("a=1&client_secret=s3cr3t&Code=x")).as_deref(),
             Some("a=1&client_secret=[redacted]&Code=[redacted]")
+        );
+        assert_eq!(
+            redacted_query(Some("client%5Fsecret=s&x=1")).as_deref(),
+            Some("client%5Fsecret=[redacted]&x=1")
         );
     }
 }

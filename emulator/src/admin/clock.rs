@@ -50,6 +50,13 @@ pub async fn change(
             )));
         }
     }
+    if let Some(t) = change.set {
+        if !(crate::clock::EARLIEST..=crate::clock::LATEST).contains(&t) {
+            return Err(AdminError::bad_request(
+                "`set` must be between 1970-01-01T00:00:00Z and 9000-01-01T00:00:00Z",
+            ));
+        }
+    }
     if change.advance_seconds.is_none() && change.set.is_none() && change.freeze.is_none() {
         return Err(AdminError::bad_request(
             "give at least one of `advance_seconds`, `set`, `freeze`",

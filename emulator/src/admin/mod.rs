@@ -61,6 +61,43 @@ pub fn router() -> Router<Arc<Core>> {
             "/_emulator/applications/{client_id}/keyCredentials/{key_id}",
             delete(delete_key_credential),
         )
+        .layer(axum::middleware::from_fn(guard))
+}
+
+/// The control plane changes what the emulator accepts (keys, consents, faults), so web pages
+/// must not drive it: cross-site browser requests (a foreign `Origin`, `Sec-Fetch-Site`) and
+/// host names other than localhost or an IP address (DNS rebinding) get a 403. Scripts and
+/// tools (curl, SDK test harnesses) send neither and are unaffected.
+async fn guard(req: Request<Body>, next: axum::middleware::Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let own_origin = crate::http::origin(&parts);
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_ascii_lowercase)
+    };
+    let foreign_origin = header("origin").is_some_and(|o| o != own_origin.to_ascii_lowercase());
+    let cross_site =
+        header("sec-fetch-site").is_some_and(|s| s == "cross-site" || s == "same-site");
+    let authority = crate::http::authority(&parts);
+    let host = crate::http::host_without_port(&authority).to_ascii_lowercase();
+    let local_name = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok();
+    if foreign_origin || cross_site || !local_name {
+        let why = if local_name {
+            "cross-site requests to the control plane are refused"
+        } else {
+            "the control plane answers only to localhost or an IP address"
+        };
+        return AdminError {
+            status: StatusCode::FORBIDDEN,
+            code: "Forbidden",
+            message: why.to_string(),
+        }
+        .into_response();
+    }
+    next.run(Request::from_parts(parts, body)).await
 }
 
 /// An admin API error.

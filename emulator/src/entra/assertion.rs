@@ -159,6 +159,18 @@ pub fn validate(assertion: &str, ctx: &AssertionContext<'_>) -> Result<ValidAsse
         .iter()
         .find(|c| thumbprint.matches(&c.info))
         .ok_or_else(key_not_found)?;
+    // A registered certificate signs only within its validity window (secrets have 7000222).
+    let (from, until) = (registered.info.not_before, registered.info.not_after);
+    if ctx.now < from || ctx.now > until {
+        return Err(AadError::new(
+            1000502,
+            &[
+                &thumbprint.hex(),
+                &format_precise(from),
+                &format_precise(until),
+            ],
+        ));
+    }
     if !jose::verify_rsa(
         alg,
         &registered.info.rsa_public_key,

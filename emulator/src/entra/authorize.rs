@@ -114,7 +114,7 @@ fn redirect(
                 _ if reply.redirect_uri.contains('?') => "&",
                 _ => "?",
             };
-            let location = format!("{}{sep}{encoded}", reply.redirect_uri);
+            let location = format!("{}{sep}{encoded}", with_root_path(reply.redirect_uri));
             let mut r = StatusCode::FOUND.into_response();
             if let Ok(v) = HeaderValue::from_str(&location) {
                 r.headers_mut().insert(header::LOCATION, v);
@@ -165,6 +165,35 @@ fn error_redirect(core: &Core, parts: &Parts, reply: &Reply<'_>, e: &AadError) -
     outcome.error_code = Some(e.code_name());
     resp.extensions_mut().insert(outcome);
     resp
+}
+
+/// Registered reply URL vs the one asked for: exact, except that loopback `http` URLs match
+/// on any port (Entra's "localhost exception", which native apps rely on: MSAL listens on an
+/// ephemeral port).
+fn reply_url_matches(registered: &str, asked: &str) -> bool {
+    if registered == asked {
+        return true;
+    }
+    fn split(u: &str) -> Option<(&str, &str)> {
+        let rest = u.strip_prefix("http://")?;
+        let (authority, path) = rest
+            .find('/')
+            .map_or((rest, ""), |i| (&rest[..i], &rest[i..]));
+        let host = crate::http::host_without_port(authority);
+        matches!(host, "localhost" | "127.0.0.1" | "::1")
+            .then_some((host, path.trim_end_matches('/')))
+    }
+    matches!((split(registered), split(asked)), (Some(a), Some(b)) if a == b)
+}
+
+/// A redirect URI without a path gets `/` before its query or fragment, as Entra sends it.
+fn with_root_path(uri: &str) -> String {
+    let after_scheme = uri.split_once("://").map_or(uri, |(_, rest)| rest);
+    if after_scheme.contains(['/', '?', '#']) {
+        uri.to_string()
+    } else {
+        format!("{uri}/")
+    }
 }
 
 fn reply_of(req: &AuthorizeRequest) -> Reply<'_> {
@@ -366,7 +395,11 @@ fn validate(
         Some(r) => r.to_string(),
         None => app.reply_urls.first().cloned().unwrap_or_default(),
     };
-    if !app.reply_urls.iter().any(|r| r == &redirect_uri) {
+    if !app
+        .reply_urls
+        .iter()
+        .any(|r| reply_url_matches(r, &redirect_uri))
+    {
         return Err(Failure::Page(AadError::new(
             50011,
             &[&redirect_uri, &app.client_id.to_string()],
@@ -873,6 +906,21 @@ pub async fn consent_decision(
             if let Some(dc) = &flow.request.device_code {
                 super::device_code::settle(&core, dc, super::flows::DeviceCodeState::Declined);
             }
+            if flow.request.kind == FlowKind::AdminConsentLegacy {
+                // The legacy endpoint's documented error (no AADSTS code).
+                let params = vec![
+                    ("error".to_string(), "permission_denied".to_string()),
+                    (
+                        "error_description".to_string(),
+                        "The admin canceled the request".to_string(),
+                    ),
+                ];
+                return with_context(
+                    redirect(&reply_of(&flow.request), params, Vec::new()),
+                    &flow.request,
+                    flow.user,
+                );
+            }
             let e = AadError::new(65004, &[]);
             error_redirect(&core, &parts, &reply_of(&flow.request), &e)
         }
@@ -986,4 +1034,38 @@ pub fn client_info(user: &Uuid, tenant: &Uuid) -> String {
 /// How long codes stay redeemable, for the token endpoint.
 pub fn code_expired(grant: &CodeGrant, now: time::OffsetDateTime) -> bool {
     now - grant.issued > CODE_LIFETIME
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_reply_urls_match_on_any_port() {
+        assert!(reply_url_matches(
+            "http://localhost",
+            "http://localhost:53123"
+        ));
+        assert!(reply_url_matches(
+            "http://127.0.0.1/cb",
+            "http://127.0.0.1:9/cb"
+        ));
+        assert!(!reply_url_matches(
+            "http://localhost/cb",
+            "http://localhost:1/other"
+        ));
+        assert!(!reply_url_matches(
+            "https://localhost:5001/signin",
+            "https://localhost:5002/signin"
+        ));
+        assert!(!reply_url_matches(
+            "http://localhost",
+            "http://localhost.evil.example"
+        ));
+        assert_eq!(with_root_path("http://localhost"), "http://localhost/");
+        assert_eq!(
+            with_root_path("https://localhost:5001/signin"),
+            "https://localhost:5001/signin"
+        );
+    }
 }

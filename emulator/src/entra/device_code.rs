@@ -158,6 +158,18 @@ async fn issue(
     resp
 }
 
+/// Marks an approved device code redeemed; false if it is not (or no longer) approved.
+pub fn settle_redeemed(core: &Core, device_code: &str) -> bool {
+    let mut codes = lock(&core.flows.device_codes);
+    match codes.get_mut(device_code) {
+        Some(g) if matches!(g.state, DeviceCodeState::Approved(..)) => {
+            g.state = DeviceCodeState::Redeemed;
+            true
+        }
+        _ => false,
+    }
+}
+
 /// Moves a pending device code to `to`; false if it is unknown, expired or already settled.
 pub fn settle(core: &Core, device_code: &str, to: DeviceCodeState) -> bool {
     let now = core.clock.now();
@@ -316,9 +328,7 @@ pub fn poll(
             Err(e)
         }
         DeviceCodeState::Redeemed => Err(AadError::new(54005, &[])),
-        DeviceCodeState::Approved(tenant, user) => {
-            g.state = DeviceCodeState::Redeemed;
-            Ok((g.clone(), tenant, user))
-        }
+        // Marked redeemed by `settle_redeemed` once the tokens are issued.
+        DeviceCodeState::Approved(tenant, user) => Ok((g.clone(), tenant, user)),
     }
 }

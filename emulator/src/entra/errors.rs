@@ -30,6 +30,7 @@ pub const CATALOG: &[CatalogEntry] = &[
     CatalogEntry { code: 7000218, error: "invalid_client", status: 401, template: "The request body must contain the following parameter: 'client_assertion' or 'client_secret'." },
     CatalogEntry { code: 700025, error: "invalid_client", status: 401, template: "Client is public so neither 'client_assertion' nor 'client_secret' should be presented." },
     CatalogEntry { code: 700027, error: "invalid_client", status: 401, template: "{0} [Reason - {1}, Thumbprint of key used by client: '{2}'{3}, Please visit the Azure Portal, Graph Explorer or directly use MS Graph to see configured keys for app Id '{4}'. Review the documentation at https://docs.microsoft.com/en-us/graph/deployments if you are not using a national cloud such as 'https://graph.microsoft.com/beta/applications/{4}'.]" },
+    CatalogEntry { code: 1000502, error: "invalid_client", status: 401, template: "The certificate with identifier used to sign the client assertion is outside of its validity window. Thumbprint of key used by client: '{0}'. Valid from {1} to {2}." },
     CatalogEntry { code: 700024, error: "invalid_client", status: 401, template: "Client assertion is not within its valid time range. Current time: {0}, assertion valid from {1}, expiry time of assertion {2}. Review the documentation at https://learn.microsoft.com/entra/identity-platform/certificate-credentials ." },
     CatalogEntry { code: 700023, error: "invalid_client", status: 401, template: "Client assertion audience claim does not match Realm issuer." },
     CatalogEntry { code: 700021, error: "invalid_client", status: 401, template: "Client assertion application identifier doesn't match 'client_id' parameter." },
@@ -111,6 +112,31 @@ pub fn for_fault(name: &str, client_id: Option<&str>, tenant: Option<&str>) -> O
     Some(AadError::new(e.code, &args))
 }
 
+/// Fills `{0}`, `{1}`, … in one pass, so text inside an argument is never substituted again.
+fn fill(template: &str, args: &[&str]) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        match after
+            .find('}')
+            .and_then(|close| Some((close, after[..close].parse::<usize>().ok()?)))
+        {
+            Some((close, i)) if i < args.len() => {
+                out.push_str(args[i]);
+                rest = &after[close + 1..];
+            }
+            _ => {
+                out.push('{');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// An Entra error ready to be rendered.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AadError {
@@ -135,10 +161,7 @@ impl AadError {
                 suberror: None,
             };
         };
-        let mut message = e.template.to_string();
-        for (i, a) in args.iter().enumerate() {
-            message = message.replace(&format!("{{{i}}}"), a);
-        }
+        let message = fill(e.template, args);
         AadError {
             code,
             error: e.error,
@@ -262,6 +285,18 @@ mod tests {
         }
         let codes: std::collections::HashSet<u32> = CATALOG.iter().map(|e| e.code).collect();
         assert_eq!(codes.len(), CATALOG.len(), "duplicate codes");
+    }
+
+    #[test]
+    fn arguments_are_never_substituted_again() {
+        let e = AadError::new(700016, &["{1}", "Contoso"]);
+        assert!(
+            e.message.starts_with(
+                "Application with identifier '{1}' was not found in the directory 'Contoso'"
+            ),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

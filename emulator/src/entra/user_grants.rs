@@ -52,6 +52,9 @@ pub fn issue(
             .ok_or_else(|| AadError::new(900144, &[name]))
     };
     let wrong_tenant = |t: &Tenant| matches!(tenant_ref, TenantRef::Tenant(x) if x.id != t.id);
+    // What a successful answer uses up (a code or device code is single use); applied only
+    // after the whole request succeeded, so a failed request changes nothing.
+    let mut commit = Commit::Nothing;
     let (subject, auth) = match grant_type {
         "authorization_code" => {
             let code = required("code")?;
@@ -96,10 +99,7 @@ pub fn issue(
                 }
             }
             let auth = client.authenticate(tenant, outcome)?;
-            // Single use: redeemed once the request is known to be good.
-            if let Some(g) = lock(&core.flows.codes).get_mut(code) {
-                g.redeemed = true;
-            }
+            commit = Commit::Code(code.to_string());
             let subject = Subject {
                 tenant,
                 user,
@@ -198,6 +198,7 @@ pub fn issue(
             let device_code = required(name)?;
             let (grant, tenant_id, user_id) =
                 super::device_code::poll(core, device_code, &app.client_id)?;
+            commit = Commit::DeviceCode(device_code.to_string());
             let (tenant, user) = user_in(dir, &tenant_id, &user_id)?;
             note(outcome, tenant, user);
             let auth = client.authenticate(tenant, outcome)?;
@@ -221,7 +222,39 @@ pub fn issue(
             &[&app.client_id.to_string(), &subject.tenant.display_name],
         ));
     }
-    respond(client, endpoint, subject, auth, outcome)
+    let body = respond(client, endpoint, subject, auth, outcome)?;
+    commit.apply(core)?;
+    Ok(body)
+}
+
+/// A single-use grant to mark as used once its tokens are issued.
+enum Commit {
+    Nothing,
+    Code(String),
+    DeviceCode(String),
+}
+
+impl Commit {
+    /// Marks the grant used; if a concurrent request used it first, this one fails (54005).
+    fn apply(self, core: &crate::state::Core) -> Result<(), AadError> {
+        match self {
+            Commit::Nothing => Ok(()),
+            Commit::Code(code) => match lock(&core.flows.codes).get_mut(&code) {
+                Some(g) if !g.redeemed => {
+                    g.redeemed = true;
+                    Ok(())
+                }
+                _ => Err(AadError::new(54005, &[])),
+            },
+            Commit::DeviceCode(dc) => {
+                if super::device_code::settle_redeemed(core, &dc) {
+                    Ok(())
+                } else {
+                    Err(AadError::new(54005, &[]))
+                }
+            }
+        }
+    }
 }
 
 /// Records who the request is about in the journal, as soon as it is known.

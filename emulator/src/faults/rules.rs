@@ -317,8 +317,11 @@ impl FaultSpec {
             return Err(bad("lifetime.count", "must be at least 1"));
         }
         if let Some(secs) = self.lifetime.seconds {
-            if !(secs.is_finite() && secs > 0.0) {
-                return Err(bad("lifetime.seconds", "must be a positive number"));
+            if !(secs.is_finite() && secs > 0.0 && secs <= MAX_LIFETIME_SECONDS) {
+                return Err(bad(
+                    "lifetime.seconds",
+                    "must be a positive number of at most 315360000 (10 years)",
+                ));
             }
         }
         if let Some(m) = &self.matcher.method {
@@ -329,6 +332,9 @@ impl FaultSpec {
         Ok(())
     }
 }
+
+/// Ten years: the longest rule lifetime (and clock arithmetic stays far from overflow).
+const MAX_LIFETIME_SECONDS: f64 = 315_360_000.0;
 
 /// A live rule with its counters.
 #[derive(Debug)]
