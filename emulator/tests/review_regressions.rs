@@ -335,3 +335,79 @@ async fn regression_legacy_admin_consent_cancel_is_permission_denied() {
         "https://localhost:5001/signin?error=permission_denied&error_description=The%20admin%20canceled%20the%20request&state=l"
     );
 }
+
+/// Unreadable or oversized device-code requests used to be read as an empty form (900144).
+#[tokio::test]
+async fn regression_devicecode_bad_bodies_get_413_and_9002313() {
+    let e = start().await;
+    let c = client(&e);
+    let url = format!("{}/{CONTOSO}/oauth2/v2.0/devicecode", e.https_uri());
+    let big = format!(
+        "client_id={TEAMS_CLIENT}&pad={}",
+        "a".repeat(2 * 1024 * 1024)
+    );
+    let resp = c
+        .post(&url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(big)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status().as_u16(), 413);
+    let resp = c
+        .post(&url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("client_id=%zz")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status().as_u16(), 400);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["error_codes"], json!([9002313]));
+}
+
+/// A sign-in form can be retried after a wrong password, but never posted twice successfully.
+#[tokio::test]
+async fn regression_sign_in_form_retries_but_is_single_use() {
+    let e = start().await;
+    let c = client_no_redirects(&e);
+    let url = format!(
+        "{}/{CONTOSO}/oauth2/v2.0/authorize?client_id={TEAMS_CLIENT}&response_type=code&redirect_uri=http%3A%2F%2Flocalhost&scope=https%3A%2F%2Fgraph.microsoft.com%2FUser.Read",
+        e.https_uri()
+    );
+    let page = c
+        .get(&url)
+        .send()
+        .await
+        .expect("get")
+        .text()
+        .await
+        .expect("html");
+    let field = |name: &str| {
+        let marker = format!(r#"name="{name}" value=""#);
+        let start = page.find(&marker).expect("hidden field") + marker.len();
+        page[start..]
+            .split('"')
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (flow, csrf) = (field("flow"), field("csrf"));
+    let login = |password: &'static str| {
+        c.post(format!("{}/{CONTOSO}/login", e.https_uri()))
+            .form(&[
+                ("flow", flow.clone()),
+                ("csrf", csrf.clone()),
+                ("username", "adele@contoso.onmicrosoft.com".to_string()),
+                ("password", password.to_string()),
+            ])
+            .send()
+    };
+    let wrong = login("nope").await.expect("post");
+    assert_eq!(wrong.status().as_u16(), 200);
+    assert!(wrong.text().await.expect("html").contains("AADSTS50126"));
+    let right = login("Adele-Pass-1!").await.expect("post");
+    assert_eq!(right.status().as_u16(), 302, "the retry succeeds");
+    let again = login("Adele-Pass-1!").await.expect("post");
+    assert_eq!(again.status().as_u16(), 400, "the form is single use");
+}

@@ -580,19 +580,28 @@ async fn page_form(
     };
     let flow_id = form.get("flow").unwrap_or_default().to_string();
     let now = core.clock.now();
-    let flow = lock(&core.flows.pending).get(&flow_id).cloned();
-    let valid = flow.as_ref().filter(|f| {
-        let csrf_ok = form.get("csrf").is_some_and(|c| {
-            c.len() == f.csrf.len()
-                && c.bytes()
-                    .zip(f.csrf.bytes())
-                    .fold(0u8, |a, (x, y)| a | (x ^ y))
-                    == 0
+    // Taken under the lock when valid, so two concurrent posts of one form cannot both pass;
+    // the sign-in page puts the flow back when it asks again (wrong password).
+    let valid = {
+        let mut pending = lock(&core.flows.pending);
+        let ok = pending.get(&flow_id).is_some_and(|f| {
+            let csrf_ok = form.get("csrf").is_some_and(|c| {
+                c.len() == f.csrf.len()
+                    && c.bytes()
+                        .zip(f.csrf.bytes())
+                        .fold(0u8, |a, (x, y)| a | (x ^ y))
+                        == 0
+            });
+            csrf_ok && now - f.created < FLOW_LIFETIME
         });
-        csrf_ok && now - f.created < FLOW_LIFETIME
-    });
+        if ok {
+            pending.remove(&flow_id)
+        } else {
+            None
+        }
+    };
     match valid {
-        Some(f) => Ok((parts, form, flow_id, f.clone())),
+        Some(f) => Ok((parts, form, flow_id, f)),
         None => Err(error_page(
             core,
             &parts,
@@ -646,9 +655,10 @@ pub async fn login(State(core): State<Arc<Core>>, req: Request<Body>) -> Respons
         let mut outcome = Outcome::new(OP);
         outcome.error_code = Some(outcome_error.to_string());
         resp.extensions_mut().insert(outcome);
-        return with_context(resp, &flow.request, None);
+        let resp = with_context(resp, &flow.request, None);
+        insert_bounded(&core.flows.pending, flow_id, flow);
+        return resp;
     }
-    lock(&core.flows.pending).remove(&flow_id);
     after_sign_in(&core, &parts, flow_id, flow, true)
 }
 
@@ -885,7 +895,7 @@ pub async fn consent_decision(
     Path(_tenant): Path<String>,
     req: Request<Body>,
 ) -> Response {
-    let (parts, form, flow_id, flow) = match page_form(&core, req).await {
+    let (parts, form, _flow_id, flow) = match page_form(&core, req).await {
         Ok(x) => x,
         Err(resp) => return resp,
     };
@@ -896,7 +906,6 @@ pub async fn consent_decision(
             &AadError::with_message(9002313, "Invalid request. No user is signed in."),
         );
     }
-    lock(&core.flows.pending).remove(&flow_id);
     match form.get("decision") {
         Some("accept") => {
             record_consent(&core, &flow, form.get("consent_for_org") == Some("on"));

@@ -62,9 +62,20 @@ async fn issue(
 ) -> Response {
     let (parts, body) = req.into_parts();
     let now = core.clock.now();
+    // Bad bodies get the token endpoint's answers: 413 when too large, 9002313 when unreadable.
     let form = match read_body(body, core.settings.body_limit).await {
-        Ok(bytes) => parse_form(&bytes).unwrap_or_default(),
-        Err(_) => Form::default(),
+        Ok(bytes) => match parse_form(&bytes) {
+            Ok(f) => f,
+            Err(e) => return AadError::new(9002313, &[&format!("{e}.")]).respond(&parts, now, OP),
+        },
+        Err(e) => {
+            let mut err = AadError::new(9002313, &["The request body could not be read."]);
+            if e == crate::http::BodyError::TooLarge {
+                err = AadError::new(9002313, &["The request body is too large."]);
+                err.status = http::StatusCode::PAYLOAD_TOO_LARGE;
+            }
+            return err.respond(&parts, now, OP);
+        }
     };
     let result = (|| -> Result<(DeviceCodeGrant, Uuid), AadError> {
         let dir = core.directory();

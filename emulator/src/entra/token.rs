@@ -132,14 +132,11 @@ fn basic_credentials(parts: &Parts) -> Option<(String, String)> {
         .ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (id, secret) = text.split_once(':')?;
-    let id = parse_form(format!("x={id}").as_bytes())
-        .ok()?
-        .get("x")?
-        .to_string();
-    let secret = parse_form(format!("x={secret}").as_bytes())
-        .ok()?
-        .get("x")?
-        .to_string();
+    // RFC 6749 §2.3.1 form-encodes both parts; a part that does not decode is used as sent
+    // (a wrong secret then gets 7000215, not a misleading "no credential").
+    let decode =
+        |part: &str| crate::http::form::percent_decode(part).unwrap_or_else(|| part.to_string());
+    let (id, secret) = (decode(id), decode(secret));
     Some((id, secret))
 }
 

@@ -94,6 +94,11 @@ fn hex_digit(b: u8) -> Option<u8> {
     }
 }
 
+/// Decodes one form-encoded value (`+` is a space); `None` for bad escapes or non-UTF-8.
+pub fn percent_decode(value: &str) -> Option<String> {
+    String::from_utf8(decode(value.as_bytes())?).ok()
+}
+
 /// Percent-encodes a value for a form or query string (unreserved characters kept).
 pub fn encode(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
