@@ -17,6 +17,7 @@ pub mod faults;
 pub mod http;
 pub mod jose;
 pub mod journal;
+pub mod management;
 pub mod pki;
 pub mod ready;
 pub mod services;
@@ -366,13 +367,13 @@ fn tls_names(core: &Core, bind: std::net::IpAddr) -> Vec<String> {
 /// All services and the control plane on one router.
 pub fn router(core: Arc<Core>) -> Router {
     // Faults apply to the services only: the control plane must stay reachable to remove them.
-    let services =
-        Router::new()
-            .merge(entra::router())
-            .route_layer(axum::middleware::from_fn_with_state(
-                core.clone(),
-                faults::layer::layer,
-            ));
+    let services = Router::new()
+        .merge(entra::router())
+        .merge(management::router())
+        .route_layer(axum::middleware::from_fn_with_state(
+            core.clone(),
+            faults::layer::layer,
+        ));
     Router::new()
         .merge(services)
         .merge(admin::router())

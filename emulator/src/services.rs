@@ -9,11 +9,15 @@ use serde_json::json;
 
 use crate::entra;
 use crate::faults::RequestFacts;
+use crate::management;
 use crate::state::Core;
 
 /// The operation a matched route belongs to (`service.operation`).
 pub fn operation_of(route: &str) -> &'static str {
     if let Some(op) = entra::operation(route) {
+        return op;
+    }
+    if let Some(op) = management::operation(route) {
         return op;
     }
     if route.starts_with("/_emulator/") {
@@ -24,7 +28,7 @@ pub fn operation_of(route: &str) -> &'static str {
 
 /// Whether some service's catalog has an error called `name`.
 pub fn known_error(name: &str) -> bool {
-    entra::errors::parse_name(name).is_some()
+    entra::errors::parse_name(name).is_some() || management::errors::parse_name(name).is_some()
 }
 
 /// Renders the named error in its service's wire shape; returns the response and the code.
@@ -34,6 +38,14 @@ pub fn named_error(
     facts: &RequestFacts,
     parts: &Parts,
 ) -> Option<(Response, String)> {
+    if let Some(e) = management::errors::for_fault(
+        name,
+        facts.operation,
+        facts.tenant_segment.as_deref(),
+        parts.uri.query(),
+    ) {
+        return Some((e.render(core.clock.now()), e.code.to_string()));
+    }
     let e = entra::errors::for_fault(
         name,
         facts.client_id.as_deref(),
@@ -58,6 +70,9 @@ pub fn throttled(
         "entra" => {
             let e = entra::errors::AadError::new(90055, &[]);
             (e.render(&entra_context(core, parts)), e.code_name())
+        }
+        "management" => {
+            management::errors::throttled(facts.operation, parts.uri.query(), core.clock.now())
         }
         _ => {
             let body = json!({"error": {"code": "TooManyRequests", "message": "Too many requests. Retry after the time in the Retry-After header."}});

@@ -157,6 +157,8 @@ pub struct Core {
     pub faults: Faults,
     /// In-flight Entra user flows: authorize requests, codes, refresh tokens, sessions.
     pub flows: crate::entra::flows::FlowStore,
+    /// Management Activity API subscriptions (and its outgoing webhook client).
+    pub management: crate::management::store::Store,
     /// Rules from the world file and `--fault` flags, re-added on reset.
     initial_faults: Vec<crate::faults::FaultSpec>,
     initial: Directory,
@@ -201,6 +203,7 @@ impl Core {
             journal,
             faults: Faults::default(),
             flows: Default::default(),
+            management: Default::default(),
             initial_faults,
             directory: RwLock::new(initial.clone()),
             initial,
@@ -231,13 +234,15 @@ impl Core {
         &self.initial
     }
 
-    /// Restores the initial world and the system clock; clears the journal and fault rules.
+    /// Restores the initial world and the system clock; clears the journal, fault rules and
+    /// Management API subscriptions.
     pub fn reset(&self) {
         self.faults.clear();
         *self.directory_mut() = self.initial.clone();
         self.clock.reset();
         self.journal.clear();
         self.flows.clear();
+        self.management.clear();
         self.load_initial_faults();
     }
 }

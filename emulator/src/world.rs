@@ -50,6 +50,60 @@ pub struct ServerSection {
     pub journal_capacity: Option<usize>,
     /// Headless sign-in with `login_hint` (default false); see the README.
     pub auto_sign_in: Option<bool>,
+    /// Office 365 Management Activity API knobs (`[server.management]`).
+    #[serde(default, skip_serializing_if = "ManagementSection::is_empty")]
+    pub management: ManagementSection,
+}
+
+/// `[server.management]`: paging, the synthetic feed's volume, webhook trust.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ManagementSection {
+    /// Entries per `/subscriptions/content` page (default 200).
+    pub page_size: Option<usize>,
+    /// A content blob per content type every N seconds (default 300).
+    pub blob_interval_seconds: Option<u64>,
+    /// Records in each blob (default 20).
+    pub records_per_blob: Option<u32>,
+    /// PEM file of extra CA certificates the webhook client trusts (besides the emulator's
+    /// own CA); relative to the world file.
+    pub webhook_ca_file: Option<PathBuf>,
+}
+
+impl ManagementSection {
+    fn is_empty(&self) -> bool {
+        self == &ManagementSection::default()
+    }
+
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        if let Some(n) = self.page_size.filter(|n| !(1..=10_000).contains(n)) {
+            return Err(("page_size", format!("{n} is outside 1..=10000")));
+        }
+        if let Some(n) = self
+            .blob_interval_seconds
+            .filter(|n| !(1..=86_400).contains(n))
+        {
+            return Err(("blob_interval_seconds", format!("{n} is outside 1..=86400")));
+        }
+        if let Some(n) = self.records_per_blob.filter(|n| !(1..=100_000).contains(n)) {
+            return Err(("records_per_blob", format!("{n} is outside 1..=100000")));
+        }
+        if let Some(path) = &self.webhook_ca_file {
+            let pem = std::fs::read_to_string(path).map_err(|e| {
+                (
+                    "webhook_ca_file",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            if crate::pki::first_pem_block(&pem, "CERTIFICATE").is_none() {
+                return Err((
+                    "webhook_ca_file",
+                    format!("{} holds no PEM certificate", path.display()),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -301,9 +355,15 @@ impl World {
             path: path.to_path_buf(),
             source,
         })?;
-        let mut world = World::from_toml_str(&text, &path.display().to_string())?;
+        let origin = path.display().to_string();
+        let mut world = World::parse_toml(&text, &origin)?;
         // Certificate paths in a world file are relative to the file.
         if let Some(dir) = path.parent() {
+            if let Some(p) = &world.server.management.webhook_ca_file {
+                if p.is_relative() {
+                    world.server.management.webhook_ca_file = Some(dir.join(p));
+                }
+            }
             for app in &mut world.applications {
                 for cert in &mut app.certificates {
                     if let Some(p) = &cert.certificate_pem_path {
@@ -314,14 +374,20 @@ impl World {
                 }
             }
         }
+        // Validated after the paths are resolved (the webhook CA file is read).
+        world.validate(&origin)?;
         Ok(world)
     }
 
-    pub fn from_toml_str(text: &str, origin: &str) -> Result<World, WorldError> {
-        let world: World = toml::from_str(text).map_err(|e| WorldError::Parse {
+    fn parse_toml(text: &str, origin: &str) -> Result<World, WorldError> {
+        toml::from_str(text).map_err(|e| WorldError::Parse {
             origin: origin.to_string(),
             message: e.to_string(),
-        })?;
+        })
+    }
+
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<World, WorldError> {
+        let world = World::parse_toml(text, origin)?;
         world.validate(origin)?;
         Ok(world)
     }
@@ -339,6 +405,10 @@ impl World {
                 "at least one tenant is required".into(),
             ));
         }
+        self.server
+            .management
+            .validate()
+            .map_err(|(key, message)| invalid(format!("server.management.{key}"), message))?;
         let mut names = HashSet::new();
         let mut tenant_ids = HashSet::new();
         for (i, t) in self.tenants.iter().enumerate() {
