@@ -24,6 +24,7 @@ pub mod services;
 pub mod settings;
 pub mod signing;
 pub mod state;
+pub mod template;
 pub mod tokens;
 pub mod world;
 

@@ -112,31 +112,6 @@ pub fn for_fault(name: &str, client_id: Option<&str>, tenant: Option<&str>) -> O
     Some(AadError::new(e.code, &args))
 }
 
-/// Fills `{0}`, `{1}`, … in one pass, so text inside an argument is never substituted again.
-fn fill(template: &str, args: &[&str]) -> String {
-    let mut out = String::with_capacity(template.len());
-    let mut rest = template;
-    while let Some(open) = rest.find('{') {
-        out.push_str(&rest[..open]);
-        let after = &rest[open + 1..];
-        match after
-            .find('}')
-            .and_then(|close| Some((close, after[..close].parse::<usize>().ok()?)))
-        {
-            Some((close, i)) if i < args.len() => {
-                out.push_str(args[i]);
-                rest = &after[close + 1..];
-            }
-            _ => {
-                out.push('{');
-                rest = after;
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
 /// An Entra error ready to be rendered.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AadError {
@@ -161,7 +136,7 @@ impl AadError {
                 suberror: None,
             };
         };
-        let message = fill(e.template, args);
+        let message = crate::template::fill(e.template, args);
         AadError {
             code,
             error: e.error,

@@ -86,7 +86,7 @@ impl AfError {
             };
         };
         AfError {
-            message: fill(e.template, args),
+            message: crate::template::fill(e.template, args),
             code: e.code,
             status: StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
         }
@@ -105,33 +105,6 @@ impl AfError {
         resp.extensions_mut().insert(outcome);
         resp
     }
-}
-
-/// Fills `{0}`, `{1}`, … in one pass: text from an argument (an address, a content id) is
-/// never substituted again.
-fn fill(template: &str, args: &[&str]) -> String {
-    let mut out = String::with_capacity(template.len());
-    let mut rest = template;
-    while let Some(open) = rest.find('{') {
-        out.push_str(&rest[..open]);
-        let after = &rest[open + 1..];
-        let arg = after
-            .find('}')
-            .and_then(|close| Some((after[..close].parse::<usize>().ok()?, close)))
-            .and_then(|(i, close)| Some((args.get(i)?, close)));
-        match arg {
-            Some((a, close)) => {
-                out.push_str(a);
-                rest = &after[close + 1..];
-            }
-            None => {
-                out.push('{');
-                rest = after;
-            }
-        }
-    }
-    out.push_str(rest);
-    out
 }
 
 /// The catalog error `name` as a fault rule injects it, its placeholders filled with what is
@@ -321,7 +294,10 @@ mod tests {
             e.message,
             "The webhook endpoint (https://x/{1}) could not be validated. The endpoint did not return HTTP 200."
         );
-        assert_eq!(fill("a {0} {9} {x", &["{0}"]), "a {0} {9} {x");
+        assert_eq!(
+            crate::template::fill("a {0} {9} {x", &["{0}"]),
+            "a {0} {9} {x"
+        );
     }
 
     #[test]
