@@ -52,11 +52,9 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use base64::Engine;
 use http::request::Parts;
 use http::{HeaderValue, Request, StatusCode};
-use rand::RngCore;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
@@ -474,12 +472,6 @@ fn select_identity<'d>(
     found.ok_or_else(|| not_found(style))
 }
 
-fn opaque(len: usize) -> String {
-    let mut bytes = vec![0u8; len];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
 /// A v1 app-only access token for a managed identity (reference §3.2 claim set; `appidacr`
 /// "2" as for every managed identity; `xms_mirid` its ARM resource id).
 fn mint(
@@ -493,27 +485,22 @@ fn mint(
 ) -> Result<MintedToken, JoseError> {
     let iat = now - BACKDATE;
     let exp = now + lifetime;
-    let uti = opaque(16);
+    let uti = super::mint::opaque(16);
     let tid = tenant.id.to_string();
     let oid = identity.object_id.to_string();
     let iss = issuer_v1(&tid);
-    let header = json!({"typ": "JWT", "alg": "RS256", "x5t": key.kid, "kid": key.kid});
-    let mut c = Map::new();
+    let header = super::mint::token_header(key, true);
+    let mut c = super::mint::base_claims(json!(requested_resource), iss.clone(), iat, exp);
     let mut put = |k: &str, v: Value| {
         c.insert(k.to_string(), v);
     };
-    put("aud", json!(requested_resource));
-    put("iss", json!(iss));
-    put("iat", json!(iat.unix_timestamp()));
-    put("nbf", json!(iat.unix_timestamp()));
-    put("exp", json!(exp.unix_timestamp()));
-    put("aio", json!(opaque(48)));
+    put("aio", json!(super::mint::opaque(48)));
     put("appid", json!(identity.client_id.to_string()));
     put("appidacr", json!("2"));
     put("idp", json!(iss));
     put("idtyp", json!("app"));
     put("oid", json!(oid));
-    put("rh", json!(format!("0.A{}.", opaque(40))));
+    put("rh", json!(format!("0.A{}.", super::mint::opaque(40))));
     if !roles.is_empty() {
         put("roles", json!(roles));
     }

@@ -72,7 +72,34 @@ pub fn issuer_v2(issuer_host: &str, tenant: &str) -> String {
     format!("https://{issuer_host}/{tenant}/v2.0")
 }
 
-fn opaque(len: usize) -> String {
+/// The JWS header of an access token: v1 tokens also carry the legacy `x5t`.
+pub fn token_header(key: &SigningKey, v1: bool) -> Value {
+    if v1 {
+        json!({"typ": "JWT", "alg": "RS256", "x5t": key.kid, "kid": key.kid})
+    } else {
+        json!({"typ": "JWT", "alg": "RS256", "kid": key.kid})
+    }
+}
+
+/// The claims every token starts with, in Entra's order: `aud`, `iss`, `iat`, `nbf` (= `iat`),
+/// `exp`.
+pub fn base_claims(
+    aud: Value,
+    iss: String,
+    iat: OffsetDateTime,
+    exp: OffsetDateTime,
+) -> Map<String, Value> {
+    let mut c = Map::new();
+    c.insert("aud".into(), aud);
+    c.insert("iss".into(), json!(iss));
+    c.insert("iat".into(), json!(iat.unix_timestamp()));
+    c.insert("nbf".into(), json!(iat.unix_timestamp()));
+    c.insert("exp".into(), json!(exp.unix_timestamp()));
+    c
+}
+
+/// Random base64url text for opaque claims (`aio`, `rh`, `uti`).
+pub fn opaque(len: usize) -> String {
     let mut bytes = vec![0u8; len];
     rand::thread_rng().fill_bytes(&mut bytes);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
@@ -91,18 +118,20 @@ pub fn mint_app_only(
     let tid = grant.tenant.id.to_string();
     let oid = grant.service_principal.to_string();
     let version = grant.resource.access_token_version;
-    let mut c = Map::new();
+    let mut c = if version == 2 {
+        base_claims(
+            json!(grant.resource.app_id.to_string()),
+            issuer_v2(issuer_host, &tid),
+            iat,
+            exp,
+        )
+    } else {
+        base_claims(json!(grant.requested_resource), issuer_v1(&tid), iat, exp)
+    };
     let mut put = |k: &str, v: Value| {
         c.insert(k.to_string(), v);
     };
-    let header;
     if version == 2 {
-        header = json!({"typ": "JWT", "alg": "RS256", "kid": key.kid});
-        put("aud", json!(grant.resource.app_id.to_string()));
-        put("iss", json!(issuer_v2(issuer_host, &tid)));
-        put("iat", json!(iat.unix_timestamp()));
-        put("nbf", json!(iat.unix_timestamp()));
-        put("exp", json!(exp.unix_timestamp()));
         put("aio", json!(opaque(48)));
         put("azp", json!(grant.app.client_id.to_string()));
         put("azpacr", json!(grant.auth.acr()));
@@ -117,13 +146,7 @@ pub fn mint_app_only(
         put("uti", json!(uti));
         put("ver", json!("2.0"));
     } else {
-        header = json!({"typ": "JWT", "alg": "RS256", "x5t": key.kid, "kid": key.kid});
         let iss = issuer_v1(&tid);
-        put("aud", json!(grant.requested_resource));
-        put("iss", json!(iss));
-        put("iat", json!(iat.unix_timestamp()));
-        put("nbf", json!(iat.unix_timestamp()));
-        put("exp", json!(exp.unix_timestamp()));
         put("aio", json!(opaque(48)));
         put("app_displayname", json!(grant.app.display_name));
         put("appid", json!(grant.app.client_id.to_string()));
@@ -140,7 +163,9 @@ pub fn mint_app_only(
         put("uti", json!(uti));
         put("ver", json!("1.0"));
     }
-    let access_token = key.signer.sign_jwt(jose::JwsAlg::RS256, &header, &c)?;
+    let access_token =
+        key.signer
+            .sign_jwt(jose::JwsAlg::RS256, &token_header(key, version != 2), &c)?;
     Ok(MintedToken {
         access_token,
         uti,
@@ -194,16 +219,18 @@ pub fn mint_delegated(
     let tid = grant.tenant.id.to_string();
     let oid = grant.user.object_id.to_string();
     let version = grant.resource.access_token_version;
-    let mut c = Map::new();
-    let header;
     let scp = grant.scopes.join(" ");
+    let mut c = if version == 2 {
+        base_claims(
+            json!(grant.resource.app_id.to_string()),
+            issuer_v2(issuer_host, &tid),
+            iat,
+            exp,
+        )
+    } else {
+        base_claims(json!(grant.requested_resource), issuer_v1(&tid), iat, exp)
+    };
     if version == 2 {
-        header = json!({"typ": "JWT", "alg": "RS256", "kid": key.kid});
-        c.insert("aud".into(), json!(grant.resource.app_id.to_string()));
-        c.insert("iss".into(), json!(issuer_v2(issuer_host, &tid)));
-        c.insert("iat".into(), json!(iat.unix_timestamp()));
-        c.insert("nbf".into(), json!(iat.unix_timestamp()));
-        c.insert("exp".into(), json!(exp.unix_timestamp()));
         c.insert("aio".into(), json!(opaque(48)));
         c.insert("azp".into(), json!(grant.app.client_id.to_string()));
         c.insert("azpacr".into(), json!(grant.auth.acr()));
@@ -223,13 +250,6 @@ pub fn mint_delegated(
         c.insert("uti".into(), json!(uti));
         c.insert("ver".into(), json!("2.0"));
     } else {
-        header = json!({"typ": "JWT", "alg": "RS256", "x5t": key.kid, "kid": key.kid});
-        let iss = issuer_v1(&tid);
-        c.insert("aud".into(), json!(grant.requested_resource));
-        c.insert("iss".into(), json!(iss));
-        c.insert("iat".into(), json!(iat.unix_timestamp()));
-        c.insert("nbf".into(), json!(iat.unix_timestamp()));
-        c.insert("exp".into(), json!(exp.unix_timestamp()));
         c.insert("acr".into(), json!("1"));
         c.insert("aio".into(), json!(opaque(48)));
         c.insert("amr".into(), json!(["pwd"]));
@@ -253,7 +273,9 @@ pub fn mint_delegated(
         c.insert("uti".into(), json!(uti));
         c.insert("ver".into(), json!("1.0"));
     }
-    let access_token = key.signer.sign_jwt(jose::JwsAlg::RS256, &header, &c)?;
+    let access_token =
+        key.signer
+            .sign_jwt(jose::JwsAlg::RS256, &token_header(key, version != 2), &c)?;
     Ok(MintedToken {
         access_token,
         uti,
@@ -275,19 +297,12 @@ pub fn mint_id_token(
     let iat = now - BACKDATE;
     let exp = now + Duration::hours(1);
     let tid = grant.tenant.id.to_string();
-    let mut c = Map::new();
-    c.insert("aud".into(), json!(grant.app.client_id.to_string()));
-    c.insert(
-        "iss".into(),
-        json!(if v2 {
-            issuer_v2(issuer_host, &tid)
-        } else {
-            issuer_v1(&tid)
-        }),
-    );
-    c.insert("iat".into(), json!(iat.unix_timestamp()));
-    c.insert("nbf".into(), json!(iat.unix_timestamp()));
-    c.insert("exp".into(), json!(exp.unix_timestamp()));
+    let iss = if v2 {
+        issuer_v2(issuer_host, &tid)
+    } else {
+        issuer_v1(&tid)
+    };
+    let mut c = base_claims(json!(grant.app.client_id.to_string()), iss, iat, exp);
     if !v2 {
         c.insert("amr".into(), json!(["pwd"]));
         user_names(&mut c, grant.user);
@@ -316,6 +331,6 @@ pub fn mint_id_token(
     }
     c.insert("uti".into(), json!(opaque(16)));
     c.insert("ver".into(), json!(if v2 { "2.0" } else { "1.0" }));
-    let header = json!({"typ": "JWT", "alg": "RS256", "kid": key.kid});
-    key.signer.sign_jwt(jose::JwsAlg::RS256, &header, &c)
+    key.signer
+        .sign_jwt(jose::JwsAlg::RS256, &token_header(key, false), &c)
 }
