@@ -11,19 +11,6 @@ use support::*;
 const NORTHWIND: &str = "7bc28254-818f-4f09-a860-6fcae669c511";
 const REPLY: &str = "https://localhost:5001/signin";
 
-fn hidden(html: &str, name: &str) -> String {
-    let marker = format!(r#"name="{name}" value=""#);
-    let start = html
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no hidden {name}"))
-        + marker.len();
-    html[start..]
-        .split('"')
-        .next()
-        .unwrap_or_default()
-        .to_string()
-}
-
 /// Follows sign-in and the consent page; returns the final redirect's query parameters.
 async fn consent(
     c: &reqwest::Client,
@@ -40,7 +27,7 @@ async fn consent(
         .text()
         .await
         .expect("html");
-    let (flow, csrf) = (hidden(&page, "flow"), hidden(&page, "csrf"));
+    let (flow, csrf) = (hidden_field(&page, "flow"), hidden_field(&page, "csrf"));
     let segment = start_url
         .strip_prefix(e.https_uri())
         .and_then(|p| p.split('/').nth(1))

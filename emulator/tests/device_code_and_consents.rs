@@ -59,19 +59,6 @@ fn verified(token: &str, jwks: &Value, aud: &str, tenant: &str) -> Value {
         .1
 }
 
-fn hidden(html: &str, name: &str) -> String {
-    let marker = format!(r#"name="{name}" value=""#);
-    let start = html
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no hidden {name} in {html}"))
-        + marker.len();
-    html[start..]
-        .split('"')
-        .next()
-        .unwrap_or_default()
-        .to_string()
-}
-
 #[tokio::test]
 async fn device_code_is_approved_through_the_admin_api_and_polled_to_a_token() {
     let e = start().await;
@@ -236,7 +223,10 @@ async fn device_code_is_approved_through_the_pages() {
         .text()
         .await
         .expect("html");
-    let (flow, csrf) = (hidden(&sign_in, "flow"), hidden(&sign_in, "csrf"));
+    let (flow, csrf) = (
+        hidden_field(&sign_in, "flow"),
+        hidden_field(&sign_in, "csrf"),
+    );
     let done = c
         .post(format!("{}/{CONTOSO}/login", e.https_uri()))
         .form(&[

@@ -293,16 +293,7 @@ async fn regression_legacy_admin_consent_cancel_is_permission_denied() {
         .text()
         .await
         .expect("html");
-    let hidden = |name: &str| {
-        let marker = format!(r#"name="{name}" value=""#);
-        let start = page.find(&marker).expect("hidden field") + marker.len();
-        page[start..]
-            .split('"')
-            .next()
-            .unwrap_or_default()
-            .to_string()
-    };
-    let (flow, csrf) = (hidden("flow"), hidden("csrf"));
+    let (flow, csrf) = (hidden_field(&page, "flow"), hidden_field(&page, "csrf"));
     let login = c
         .post(format!("{}/northwind.onmicrosoft.com/login", e.https_uri()))
         .form(&[
@@ -383,16 +374,7 @@ async fn regression_sign_in_form_retries_but_is_single_use() {
         .text()
         .await
         .expect("html");
-    let field = |name: &str| {
-        let marker = format!(r#"name="{name}" value=""#);
-        let start = page.find(&marker).expect("hidden field") + marker.len();
-        page[start..]
-            .split('"')
-            .next()
-            .unwrap_or_default()
-            .to_string()
-    };
-    let (flow, csrf) = (field("flow"), field("csrf"));
+    let (flow, csrf) = (hidden_field(&page, "flow"), hidden_field(&page, "csrf"));
     let login = |password: &'static str| {
         c.post(format!("{}/{CONTOSO}/login", e.https_uri()))
             .form(&[

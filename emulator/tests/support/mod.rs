@@ -410,3 +410,17 @@ pub fn client_no_redirects(emulator: &Emulator) -> reqwest::Client {
         .build()
         .expect("reqwest client")
 }
+
+/// The value of a page's hidden input (`flow`, `csrf`, …); panics with the page if absent.
+pub fn hidden_field(html: &str, name: &str) -> String {
+    let marker = format!(r#"name="{name}" value=""#);
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no hidden field {name} in {html}"))
+        + marker.len();
+    html[start..]
+        .split('"')
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
