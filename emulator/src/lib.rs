@@ -302,8 +302,10 @@ impl EmulatorBuilder {
                 http_listener,
                 None,
                 router,
-                shutdown_rx,
+                shutdown_rx.clone(),
             )),
+            // Webhook notifications follow the emulator's clock.
+            tokio::spawn(management::delivery::run(core.clone(), shutdown_rx)),
         ];
         let host = url_host(https_local);
         let https_url = format!("https://{host}:{}", https_local.port());

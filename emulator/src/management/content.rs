@@ -110,7 +110,11 @@ pub fn decode_next_page(token: &str) -> Option<(&str, i64)> {
 
 /// The subscription for `ct` must exist (AF20022) and be enabled (AF20023); returns since
 /// when it is enabled.
-fn enabled_since(core: &Core, call: &Call, ct: ContentType) -> Result<OffsetDateTime, AfError> {
+pub(super) fn enabled_since(
+    core: &Core,
+    call: &Call,
+    ct: ContentType,
+) -> Result<OffsetDateTime, AfError> {
     match core.management.get(call.tenant, ct) {
         None => Err(AfError::new("AF20022", &[])),
         Some(s) if s.status == Status::Disabled => Err(AfError::new("AF20023", &[])),

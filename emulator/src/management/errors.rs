@@ -143,6 +143,7 @@ pub fn throttled_method(operation: &str) -> &'static str {
         "management.subscriptions.start" => "StartSubscription",
         "management.subscriptions.stop" => "StopSubscription",
         "management.subscriptions.list" => "ListSubscriptions",
+        "management.notifications.list" => "ListNotifications",
         _ => "Unknown",
     }
 }

@@ -12,14 +12,17 @@
 //! | `GET subscriptions/list` | `management.subscriptions.list` | `subscriptions.rs` |
 //! | `GET subscriptions/content` | `management.content.list` | `content.rs` |
 //! | `GET audit/{contentId}` | `management.content.get` | `content.rs` |
+//! | `GET subscriptions/notifications` | `management.notifications.list` | `delivery.rs` |
 //!
 //! Every request goes through [`authorize`]: the bearer token (401 `{"Message":…}`), the URL
 //! tenant (AF20013), the token's tenant (AF20010), `ActivityFeed.Read` (AF10001), and a
 //! GUID `PublisherIdentifier` (AF20002). Query names are matched case-insensitively, the first
 //! of duplicated parameters wins, unknown parameters are ignored.
 //!
-//! Not implemented yet (requests get the emulator's 404): `subscriptions/notifications`,
-//! `resources/dlpSensitiveTypes`; notification delivery and retries (see `webhook.rs`);
+//! Webhook notifications are delivered by a background task on the emulator's clock, with
+//! retries and disabling (`delivery.rs`).
+//!
+//! Not implemented yet (requests get the emulator's 404): `resources/dlpSensitiveTypes`;
 //! throttling quotas (AF429 comes only from fault rules); the records admin API; knobs for
 //! late blobs, out-of-order events and duplicates; the `/start` cooldown.
 //!
@@ -30,6 +33,7 @@
 
 pub mod content;
 pub mod dates;
+pub mod delivery;
 pub mod errors;
 pub mod generator;
 pub mod store;
@@ -68,6 +72,7 @@ pub const OP_STOP: &str = "management.subscriptions.stop";
 pub const OP_LIST: &str = "management.subscriptions.list";
 pub const OP_CONTENT: &str = "management.content.list";
 pub const OP_BLOB: &str = "management.content.get";
+pub const OP_NOTIFICATIONS: &str = "management.notifications.list";
 
 const PREFIXES: [&str; 2] = [
     "/api/v1.0/{tenant}/activity/feed",
@@ -95,6 +100,10 @@ pub fn router() -> Router<Arc<Core>> {
                 get(content::list).fallback(wrong_method),
             )
             .route(
+                &format!("{p}/subscriptions/notifications"),
+                get(delivery::list).fallback(wrong_method),
+            )
+            .route(
                 &format!("{p}/audit/{{content_id}}"),
                 get(content::blob).fallback(wrong_method),
             );
@@ -111,6 +120,7 @@ pub fn operation(route: &str) -> Option<&'static str> {
         "/subscriptions/list" => OP_LIST,
         "/subscriptions/content" => OP_CONTENT,
         "/audit/{content_id}" => OP_BLOB,
+        "/subscriptions/notifications" => OP_NOTIFICATIONS,
         _ => return None,
     })
 }

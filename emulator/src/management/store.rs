@@ -8,6 +8,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::delivery::{Delivery, Sender};
 use super::wire::{ContentType, Webhook};
 
 /// A subscription's state.
@@ -39,6 +40,8 @@ pub struct Subscription {
 #[derive(Default)]
 pub struct Store {
     subscriptions: Mutex<BTreeMap<(Uuid, ContentType), Subscription>>,
+    /// Notification delivery per subscription: what is announced, pending retries, history.
+    deliveries: Mutex<BTreeMap<(Uuid, ContentType), Delivery>>,
     /// Built on first use (it reads the CA files the world names); an error is kept.
     webhook_client: OnceLock<Result<reqwest::Client, String>>,
 }
@@ -103,9 +106,43 @@ impl Store {
             .collect()
     }
 
-    /// Forgets every subscription (`/_emulator/reset`).
+    /// Forgets every subscription and delivery (`/_emulator/reset`).
     pub fn clear(&self) {
         self.lock().clear();
+        self.deliveries().clear();
+    }
+
+    pub(crate) fn deliveries(&self) -> MutexGuard<'_, BTreeMap<(Uuid, ContentType), Delivery>> {
+        // Every change is a small in-place update: a poisoned lock leaves consistent state.
+        self.deliveries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// After a successful `/start`: announce blobs created from `now` on (pending retries are
+    /// dropped, the history is kept).
+    pub fn arm_delivery(&self, tenant: Uuid, ct: ContentType, sender: Sender, now: OffsetDateTime) {
+        self.deliveries()
+            .entry((tenant, ct))
+            .or_default()
+            .arm(sender, now);
+    }
+
+    /// After `/stop`: nothing more goes out (a delivery in flight is not recorded).
+    pub fn disarm_delivery(&self, tenant: Uuid, ct: ContentType) {
+        if let Some(d) = self.deliveries().get_mut(&(tenant, ct)) {
+            d.disarm();
+        }
+    }
+
+    /// The enabled subscriptions whose webhook is active at `now` (cheap when there is none).
+    pub fn active_webhooks(&self, now: OffsetDateTime) -> Vec<(Uuid, ContentType, Webhook)> {
+        self.lock()
+            .iter()
+            .filter(|(_, s)| s.status == Status::Enabled)
+            .filter_map(|((t, ct), s)| {
+                let h = s.webhook.as_ref().filter(|h| h.active(now))?;
+                Some((*t, *ct, h.clone()))
+            })
+            .collect()
     }
 
     /// The outgoing HTTPS client for webhook validation, built once with `build`.

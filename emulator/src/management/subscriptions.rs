@@ -72,7 +72,8 @@ pub async fn start(State(core): State<Arc<Core>>, req: Request<Body>) -> Respons
     if let Some(sub) = core.management.get(call.tenant, ct) {
         let same_hook = match (&sub.webhook, &hook) {
             (None, None) => true,
-            (Some(a), Some(b)) => a.same_properties(b),
+            // A disabled or expired webhook is re-enabled by the same registration.
+            (Some(a), Some(b)) => a.same_properties(b) && a.active(call.now),
             _ => false,
         };
         if sub.status == Status::Enabled && same_hook {
@@ -86,6 +87,15 @@ pub async fn start(State(core): State<Arc<Core>>, req: Request<Body>) -> Respons
     }
     let now = call.now;
     core.management.enable(call.tenant, ct, hook.clone(), now);
+    core.management.arm_delivery(
+        call.tenant,
+        ct,
+        super::delivery::Sender {
+            origin: call.origin.clone(),
+            client_id: call.token.client_id().unwrap_or_default().to_string(),
+        },
+        now,
+    );
     let body = json!({
         "contentType": raw_ct,
         "status": "enabled",
@@ -112,6 +122,9 @@ pub async fn stop(State(core): State<Arc<Core>>, req: Request<Body>) -> Response
             Ok(())
         }
     });
+    if result.is_ok() {
+        core.management.disarm_delivery(call.tenant, ct);
+    }
     if let Err(e) = result {
         return call.fail(e);
     }

@@ -1,9 +1,7 @@
 //! Webhooks: the body of `/start`, and the synchronous validation POST (reference §5.1).
 //!
-//! **Not implemented yet:** notification delivery, its retries with backoff, disabling a
-//! webhook after repeated failures, and `subscriptions/notifications`. A registered webhook is
-//! validated and stored, and `/list` shows it (`expired` once its expiration has passed), but
-//! the emulator never notifies it.
+//! Notification delivery, retries and the delivery history are in `delivery.rs`; they use
+//! the client built here.
 //!
 //! The outgoing client trusts only the emulator's own CA and the extra CA file the world
 //! names (`[server.management] webhook_ca_file`), uses no proxy, never follows a redirect
@@ -20,7 +18,7 @@ use super::dates::parse_request_time;
 use super::errors::{AfError, WEBHOOK_NOT_200, WEBHOOK_NOT_HTTPS};
 use super::wire::Webhook;
 
-/// How long the receiver has to answer the validation POST.
+/// How long the receiver has to answer the validation POST (and each notification).
 pub const VALIDATION_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The webhook a `/start` body asks for: `None` = no webhook (also for bodies that carry none:
@@ -71,6 +69,7 @@ pub fn parse_start_body(
         auth_id,
         expiration_raw,
         expiration,
+        disabled: false,
     }))
 }
 

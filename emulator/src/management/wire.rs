@@ -92,6 +92,9 @@ pub struct Webhook {
     pub expiration_raw: Value,
     /// The parsed expiration; `None` = never.
     pub expiration: Option<OffsetDateTime>,
+    /// Set after too many consecutive failed notifications (`delivery.rs`); `/start`
+    /// re-enables it.
+    pub disabled: bool,
 }
 
 impl Webhook {
@@ -102,13 +105,19 @@ impl Webhook {
             && self.expiration == other.expiration
     }
 
-    /// `enabled`, or `expired` once the expiration has passed (the emulator never disables
-    /// a webhook: notification delivery is not implemented yet).
+    /// `enabled`; `disabled` after too many consecutive failed notifications; `expired`
+    /// once the expiration has passed.
     pub fn status(&self, now: OffsetDateTime) -> &'static str {
         match self.expiration {
+            _ if self.disabled => "disabled",
             Some(e) if e <= now => "expired",
             _ => "enabled",
         }
+    }
+
+    /// Whether notifications go out at `now`.
+    pub fn active(&self, now: OffsetDateTime) -> bool {
+        self.status(now) == "enabled"
     }
 
     /// The webhook in `/start`'s answer (documented order; `""` expiration shows as `null`).
