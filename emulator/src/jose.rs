@@ -183,6 +183,11 @@ pub fn parse_compact(token: &str) -> Result<ParsedJws, MalformedJws> {
     })
 }
 
+/// Compares secrets in time independent of where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// A JWT NumericDate: integer or fractional seconds (MSAL Python sends floats).
 pub fn numeric_date(v: &Value) -> Option<f64> {
     let n = v.as_f64()?;
@@ -214,6 +219,13 @@ mod tests {
             parse_compact("e30.e30.").map(|j| j.signature.len()).ok(),
             Some(0)
         );
+    }
+
+    #[test]
+    fn constant_time_eq_compares_whole_values() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
     }
 
     #[test]

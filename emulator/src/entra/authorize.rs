@@ -585,13 +585,9 @@ async fn page_form(
     let valid = {
         let mut pending = lock(&core.flows.pending);
         let ok = pending.get(&flow_id).is_some_and(|f| {
-            let csrf_ok = form.get("csrf").is_some_and(|c| {
-                c.len() == f.csrf.len()
-                    && c.bytes()
-                        .zip(f.csrf.bytes())
-                        .fold(0u8, |a, (x, y)| a | (x ^ y))
-                        == 0
-            });
+            let csrf_ok = form
+                .get("csrf")
+                .is_some_and(|c| crate::jose::constant_time_eq(c.as_bytes(), f.csrf.as_bytes()));
             csrf_ok && now - f.created < FLOW_LIFETIME
         });
         if ok {

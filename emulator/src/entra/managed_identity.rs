@@ -382,7 +382,7 @@ fn check_secret_header(core: &Core, style: Style, parts: &Parts) -> Result<(), M
                     "Required header 'X-IDENTITY-HEADER' not specified.",
                 ));
             };
-            if !constant_time_eq(sent, identity_header(core).as_bytes()) {
+            if !crate::jose::constant_time_eq(sent, identity_header(core).as_bytes()) {
                 return Err(MiError {
                     status: StatusCode::UNAUTHORIZED,
                     error: "unauthorized_client",
@@ -489,7 +489,6 @@ fn mint(
     let tid = tenant.id.to_string();
     let oid = identity.object_id.to_string();
     let iss = issuer_v1(&tid);
-    let header = super::mint::token_header(key, true);
     let mut c = super::mint::base_claims(json!(requested_resource), iss.clone(), iat, exp);
     let mut put = |k: &str, v: Value| {
         c.insert(k.to_string(), v);
@@ -511,22 +510,7 @@ fn mint(
     if let Some(rid) = &identity.resource_id {
         put("xms_mirid", json!(rid));
     }
-    let access_token = key.sign_jwt(&header, &c)?;
-    Ok(MintedToken {
-        access_token,
-        uti,
-        version: 1,
-        issued_at: iat,
-        not_before: iat,
-        expires_on: exp,
-    })
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    super::mint::seal(key, &c, 1, uti, iat, exp)
 }
 
 #[cfg(test)]
@@ -544,12 +528,5 @@ mod tests {
             names(Style::Imds),
             ["client_id", "object_id", "msi_res_id", "mi_res_id"]
         );
-    }
-
-    #[test]
-    fn constant_time_eq_compares_whole_values() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"abcd"));
     }
 }

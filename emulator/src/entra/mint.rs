@@ -98,6 +98,30 @@ pub fn base_claims(
     c
 }
 
+/// Signs access-token claims with the header of their version and records the token's times.
+pub fn seal(
+    key: &SigningKey,
+    claims: &Map<String, Value>,
+    version: u8,
+    uti: String,
+    iat: OffsetDateTime,
+    exp: OffsetDateTime,
+) -> Result<MintedToken, JoseError> {
+    let access_token = key.signer.sign_jwt(
+        jose::JwsAlg::RS256,
+        &token_header(key, version != 2),
+        claims,
+    )?;
+    Ok(MintedToken {
+        access_token,
+        uti,
+        version,
+        issued_at: iat,
+        not_before: iat,
+        expires_on: exp,
+    })
+}
+
 /// Random base64url text for opaque claims (`aio`, `rh`, `uti`).
 pub fn opaque(len: usize) -> String {
     let mut bytes = vec![0u8; len];
@@ -163,17 +187,7 @@ pub fn mint_app_only(
         put("uti", json!(uti));
         put("ver", json!("1.0"));
     }
-    let access_token =
-        key.signer
-            .sign_jwt(jose::JwsAlg::RS256, &token_header(key, version != 2), &c)?;
-    Ok(MintedToken {
-        access_token,
-        uti,
-        version,
-        issued_at: iat,
-        not_before: iat,
-        expires_on: exp,
-    })
+    seal(key, &c, version, uti, iat, exp)
 }
 
 /// Everything a delegated (user) token says.
@@ -273,17 +287,7 @@ pub fn mint_delegated(
         c.insert("uti".into(), json!(uti));
         c.insert("ver".into(), json!("1.0"));
     }
-    let access_token =
-        key.signer
-            .sign_jwt(jose::JwsAlg::RS256, &token_header(key, version != 2), &c)?;
-    Ok(MintedToken {
-        access_token,
-        uti,
-        version,
-        issued_at: iat,
-        not_before: iat,
-        expires_on: exp,
-    })
+    seal(key, &c, version, uti, iat, exp)
 }
 
 /// An id token for the client (`aud` = client id), v2 or v1 claim set.

@@ -346,7 +346,7 @@ fn authenticate(
     let matching = app
         .secrets
         .iter()
-        .find(|s| constant_time_eq(s.value.as_bytes(), secret.as_bytes()));
+        .find(|s| crate::jose::constant_time_eq(s.value.as_bytes(), secret.as_bytes()));
     match matching {
         None => Err(AadError::new(7000215, &[&client])),
         Some(s) if s.expires.is_some_and(|e| e <= now) => Err(AadError::new(7000222, &[&client])),
@@ -408,11 +408,4 @@ fn requested_resource<'d>(
         .resource(&requested)
         .ok_or_else(|| AadError::new(500011, &[&requested, &tenant.display_name]))?;
     Ok((resource, requested))
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
