@@ -34,7 +34,7 @@ venv_ok() {
 	[[ -x "$VENV/bin/python" ]] &&
 		[[ -f "$STAMP" ]] &&
 		[[ "$(cat "$STAMP")" == "$want_stamp" ]] &&
-		"$VENV/bin/python" -c 'import msal, jwt, azure.identity, selenium' >/dev/null 2>&1
+		"$VENV/bin/python" -c 'import msal, jwt, azure.identity, azure.communication.identity, msgraph, selenium' >/dev/null 2>&1
 }
 
 if venv_ok; then
@@ -49,7 +49,7 @@ else
 		--timeout 60 --retries 3 \
 		-r "$REQUIREMENTS"
 	printf '%s\n' "$want_stamp" >"$STAMP"
-	log "installed: $("$VENV/bin/python" -m pip freeze --disable-pip-version-check | grep -Ei '^(msal|azure-identity|pyjwt|cryptography|selenium)==' | tr '\n' ' ')"
+	log "installed: $("$VENV/bin/python" -m pip freeze --disable-pip-version-check | grep -Ei '^(msal|azure-identity|azure-communication-identity|msgraph-sdk|pyjwt|cryptography|selenium)==' | tr '\n' ' ')"
 fi
 
 export M365EMU_TEST_PYTHON="$VENV/bin/python"
