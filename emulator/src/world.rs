@@ -68,6 +68,64 @@ pub struct ManagementSection {
     /// PEM file of extra CA certificates the webhook client trusts (besides the emulator's
     /// own CA); relative to the world file.
     pub webhook_ca_file: Option<PathBuf>,
+    /// Host names webhooks may point at; absent = loopback only (`localhost`, `127.0.0.1`,
+    /// `::1`, `*.localhost`). No other receiver is ever contacted.
+    pub webhook_allowed_hosts: Option<Vec<String>>,
+    /// The window `subscriptions/content` uses when the times are omitted: `last_24_hours`
+    /// (the reference page, default) or `utc_day` (the troubleshooting page: since midnight UTC).
+    pub default_window: Option<DefaultWindow>,
+    /// The code of a refused window: `AF20055` (default, what clients see today) or `AF20030`.
+    pub window_error_code: Option<String>,
+    /// Accept windows longer than 24 hours with a partial 200 (only their first 24 hours
+    /// are listed) instead of refusing them (default false).
+    pub accept_long_windows: Option<bool>,
+    /// Minimum seconds between two `/start` calls for a content type (the documented 15
+    /// minutes is 900; default 0 = off). `/stop` is not limited.
+    pub start_cooldown_seconds: Option<u64>,
+    /// What a `/start` inside the cooldown gets: `throttle` (AF429, default) or `silent`
+    /// (200 "enabled" while nothing changes, as observed after stop + immediate start).
+    pub start_cooldown_mode: Option<CooldownMode>,
+    /// Requests per minute per pool: a named `PublisherIdentifier` has its own pool, calls
+    /// without one share the tenant's (default 2000; 0 = unlimited).
+    pub throttle_per_minute: Option<u32>,
+    /// Status of AF429: 403 (Microsoft's sample, default) or 429 (with `Retry-After`).
+    pub throttle_status: Option<u16>,
+    /// Status of a successful `/stop`: 200 (documented, default) or 204.
+    pub stop_status: Option<u16>,
+    /// Percent of blobs that become listable only `late_blob_delay_seconds` after their
+    /// `contentCreated` (default 0).
+    pub late_blob_percent: Option<u8>,
+    /// How late a late blob is (default 3600).
+    pub late_blob_delay_seconds: Option<u64>,
+    /// Percent of records whose `CreationTime` lies before their blob's interval, up to
+    /// `out_of_order_max_seconds` earlier; blobs with such records are not sorted (default 0).
+    pub out_of_order_percent: Option<u8>,
+    /// How far back an out-of-order record may be (default 86400).
+    pub out_of_order_max_seconds: Option<u64>,
+    /// Percent of blobs that repeat some records (same `Id`) of an earlier blob (default 0).
+    pub duplicate_percent: Option<u8>,
+    /// A new subscription also lists blobs created up to this many seconds before it started
+    /// (default 0: only content from the start on).
+    pub backfill_seconds: Option<u64>,
+}
+
+/// `[server.management] default_window`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DefaultWindow {
+    #[default]
+    #[serde(rename = "last_24_hours")]
+    Last24Hours,
+    UtcDay,
+}
+
+/// `[server.management] start_cooldown_mode`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CooldownMode {
+    #[default]
+    Throttle,
+    Silent,
 }
 
 impl ManagementSection {
@@ -75,7 +133,8 @@ impl ManagementSection {
         self == &ManagementSection::default()
     }
 
-    fn validate(&self) -> Result<(), (&'static str, String)> {
+    /// Checks the knobs that can also change at run time (`PATCH /_emulator/management/settings`).
+    pub fn validate_behaviour(&self) -> Result<(), (&'static str, String)> {
         if let Some(n) = self.page_size.filter(|n| !(1..=10_000).contains(n)) {
             return Err(("page_size", format!("{n} is outside 1..=10000")));
         }
@@ -88,6 +147,75 @@ impl ManagementSection {
         if let Some(n) = self.records_per_blob.filter(|n| !(1..=100_000).contains(n)) {
             return Err(("records_per_blob", format!("{n} is outside 1..=100000")));
         }
+        if let Some(code) = &self.window_error_code {
+            if code != "AF20055" && code != "AF20030" {
+                return Err((
+                    "window_error_code",
+                    format!("'{code}' is neither AF20055 nor AF20030"),
+                ));
+            }
+        }
+        if let Some(n) = self.throttle_status.filter(|n| *n != 403 && *n != 429) {
+            return Err(("throttle_status", format!("{n} is neither 403 nor 429")));
+        }
+        if let Some(n) = self.stop_status.filter(|n| *n != 200 && *n != 204) {
+            return Err(("stop_status", format!("{n} is neither 200 nor 204")));
+        }
+        for (key, v) in [
+            ("late_blob_percent", self.late_blob_percent),
+            ("out_of_order_percent", self.out_of_order_percent),
+            ("duplicate_percent", self.duplicate_percent),
+        ] {
+            if let Some(n) = v.filter(|n| *n > 100) {
+                return Err((key, format!("{n} is outside 0..=100")));
+            }
+        }
+        // A week is the retention: anything longer would only hide content.
+        for (key, v) in [
+            ("late_blob_delay_seconds", self.late_blob_delay_seconds),
+            ("out_of_order_max_seconds", self.out_of_order_max_seconds),
+            ("backfill_seconds", self.backfill_seconds),
+            ("start_cooldown_seconds", self.start_cooldown_seconds),
+        ] {
+            if let Some(n) = v.filter(|n| *n > 7 * 86_400) {
+                return Err((key, format!("{n} is outside 0..=604800")));
+            }
+        }
+        Ok(())
+    }
+
+    /// `self` with every knob `patch` sets replaced.
+    pub fn patched(&self, patch: &ManagementSection) -> ManagementSection {
+        macro_rules! pick {
+            ($($f:ident),*) => {
+                ManagementSection { $($f: patch.$f.clone().or_else(|| self.$f.clone()),)* }
+            };
+        }
+        pick!(
+            page_size,
+            blob_interval_seconds,
+            records_per_blob,
+            webhook_ca_file,
+            webhook_allowed_hosts,
+            default_window,
+            window_error_code,
+            accept_long_windows,
+            start_cooldown_seconds,
+            start_cooldown_mode,
+            throttle_per_minute,
+            throttle_status,
+            stop_status,
+            late_blob_percent,
+            late_blob_delay_seconds,
+            out_of_order_percent,
+            out_of_order_max_seconds,
+            duplicate_percent,
+            backfill_seconds
+        )
+    }
+
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        self.validate_behaviour()?;
         if let Some(path) = &self.webhook_ca_file {
             let pem = std::fs::read_to_string(path).map_err(|e| {
                 (

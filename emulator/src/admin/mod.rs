@@ -6,6 +6,7 @@ pub mod clock;
 pub mod consents;
 pub mod faults;
 pub mod journal;
+pub mod management;
 
 use std::sync::Arc;
 
@@ -41,6 +42,22 @@ pub fn router() -> Router<Arc<Core>> {
         )
         .route("/_emulator/faults/{id}", delete(faults::remove))
         .route("/_emulator/journal/stream", get(journal::stream))
+        .route(
+            "/_emulator/management/settings",
+            get(management::get_settings).patch(management::patch_settings),
+        )
+        .route(
+            "/_emulator/management/{tenant}/subscriptions",
+            get(management::list_subscriptions),
+        )
+        .route(
+            "/_emulator/management/{tenant}/subscriptions/disable",
+            post(management::disable_subscription),
+        )
+        .route(
+            "/_emulator/management/{tenant}/records",
+            get(management::list_records).post(management::add_records),
+        )
         .route("/_emulator/keys", get(list_keys))
         .route(
             "/_emulator/tenants/{tenant}/consents",

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+
+use super::header_case::ExactHeaderCase;
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
@@ -114,14 +116,15 @@ pub async fn serve(
                         }
                         Err(_) => return,
                     };
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
+                    let io = TokioIo::new(ExactHeaderCase::new(tls));
+                    let conn = builder.serve_connection_with_upgrades(io, service);
                     if let Err(e) = watcher.watch(conn.into_owned()).await {
                         tracing::debug!(%peer, "connection error: {e}");
                     }
                 }
                 None => {
-                    let conn =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let io = TokioIo::new(ExactHeaderCase::new(stream));
+                    let conn = builder.serve_connection_with_upgrades(io, service);
                     if let Err(e) = watcher.watch(conn.into_owned()).await {
                         tracing::debug!(%peer, "connection error: {e}");
                     }

@@ -3,6 +3,7 @@
 //! a handler leaves on its response for the journal.
 
 pub mod form;
+pub mod header_case;
 pub mod listener;
 
 use std::net::SocketAddr;

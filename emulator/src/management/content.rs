@@ -25,10 +25,12 @@ use time::{Duration, OffsetDateTime};
 use super::dates::parse_request_time;
 use super::errors::AfError;
 use super::generator::{Feed, RETENTION};
+use super::knobs::Knobs;
 use super::store::Status;
 use super::wire::{format_response_time, ContentEntry, ContentType};
-use super::{authorize, feed_config, ok_json, page_size, Call, OP_BLOB, OP_CONTENT};
+use super::{authorize, knobs, ok_json, Call, OP_BLOB, OP_CONTENT};
 use crate::state::Core;
+use crate::world::DefaultWindow;
 
 /// The longest window `/subscriptions/content` accepts.
 pub const MAX_WINDOW: Duration = Duration::hours(24);
@@ -39,25 +41,31 @@ pub const MAX_LOOKBACK: Duration = Duration::hours(7 * 24 + 1);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Window {
     pub start: OffsetDateTime,
+    /// Where listing stops: the requested end, or 24 hours after the start for a longer
+    /// window accepted with `accept_long_windows` (the documented "partial" result).
     pub end: OffsetDateTime,
     pub start_text: String,
     pub end_text: String,
 }
 
-/// Validates `startTime`/`endTime` at `now`: AF20002 for an unparsable value, AF20055 for
-/// a window the service refuses.
+/// Validates `startTime`/`endTime` at `now`: AF20002 for an unparsable value, the configured
+/// window error (AF20055 by default) for a window the service refuses.
 pub fn window(
     start: Option<&str>,
     end: Option<&str>,
     now: OffsetDateTime,
+    knobs: &Knobs,
 ) -> Result<Window, AfError> {
     let parse = |name: &str, text: &str| {
         parse_request_time(text).ok_or_else(|| AfError::new("AF20002", &[name, "datetime"]))
     };
-    let refused = || AfError::new("AF20055", &[]);
+    let refused = || AfError::new(knobs.window_error_code, &[]);
     match (start, end) {
         (None, None) => {
-            let start = now - MAX_WINDOW;
+            let start = match knobs.default_window {
+                DefaultWindow::Last24Hours => now - MAX_WINDOW,
+                DefaultWindow::UtcDay => now.replace_time(time::Time::MIDNIGHT),
+            };
             Ok(Window {
                 start,
                 end: now,
@@ -67,12 +75,16 @@ pub fn window(
         }
         (Some(s), Some(e)) => {
             let (start, end) = (parse("startTime", s)?, parse("endTime", e)?);
-            if start >= end || end - start > MAX_WINDOW || start < now - MAX_LOOKBACK {
+            let too_long = end - start > MAX_WINDOW;
+            if start >= end
+                || (too_long && !knobs.accept_long_windows)
+                || start < now - MAX_LOOKBACK
+            {
                 return Err(refused());
             }
             Ok(Window {
                 start,
-                end,
+                end: end.min(start + MAX_WINDOW),
                 start_text: s.to_string(),
                 end_text: e.to_string(),
             })
@@ -109,7 +121,7 @@ pub fn decode_next_page(token: &str) -> Option<(&str, i64)> {
 }
 
 /// The subscription for `ct` must exist (AF20022) and be enabled (AF20023); returns since
-/// when it is enabled.
+/// when it is enabled (without backfill).
 pub(super) fn enabled_since(
     core: &Core,
     call: &Call,
@@ -120,6 +132,16 @@ pub(super) fn enabled_since(
         Some(s) if s.status == Status::Disabled => Err(AfError::new("AF20023", &[])),
         Some(s) => Ok(s.enabled_since),
     }
+}
+
+/// The oldest content a subscription sees: from its start, or earlier with backfill.
+pub(super) fn content_since(
+    core: &Core,
+    call: &Call,
+    ct: ContentType,
+    k: &Knobs,
+) -> Result<OffsetDateTime, AfError> {
+    Ok(enabled_since(core, call, ct)? - k.backfill)
 }
 
 pub async fn list(State(core): State<Arc<Core>>, req: Request<Body>) -> Response {
@@ -136,10 +158,16 @@ pub async fn list(State(core): State<Arc<Core>>, req: Request<Body>) -> Response
 
 fn list_page(core: &Core, call: &Call, path: &str) -> Result<Response, AfError> {
     let (raw_ct, ct) = call.content_type()?;
-    let since = enabled_since(core, call, ct)?;
+    let k = knobs(core);
+    let since = content_since(core, call, ct, &k)?;
     let now = call.now;
-    let w = window(call.query.get("starttime"), call.query.get("endtime"), now)?;
-    let feed = Feed::new(feed_config(core), call.tenant, ct);
+    let w = window(
+        call.query.get("starttime"),
+        call.query.get("endtime"),
+        now,
+        &k,
+    )?;
+    let feed = Feed::new(k.feed, call.tenant, ct);
     let (window_first, window_end) = (
         feed.first_index_at_or_after(w.start),
         feed.first_index_at_or_after(w.end),
@@ -173,9 +201,11 @@ fn list_page(core: &Core, call: &Call, path: &str) -> Result<Response, AfError> 
         (0, 0)
     };
     let from = first.max(resume.unwrap_or(first));
-    let to = end.min(from.saturating_add(page_size(core) as i64));
+    let to = end.min(from.saturating_add(k.page_size as i64));
     let tenant = call.tenant;
+    // A late blob is listed once it is visible, under its (earlier) creation time.
     let entries: Vec<ContentEntry> = (from..to.max(from))
+        .filter(|&i| feed.visible_at(i) <= now)
         .map(|i| {
             let id = feed.content_id(i);
             let created = feed.created_ms(i);
@@ -191,18 +221,7 @@ fn list_page(core: &Core, call: &Call, path: &str) -> Result<Response, AfError> 
     let body = serde_json::to_string(&entries).unwrap_or_else(|_| "[]".into());
     let mut resp = ok_json(call, body);
     if to < end {
-        let mut uri = format!(
-            "{}{}?contentType={}&startTime={}&endTime={}",
-            call.origin,
-            path,
-            encode(raw_ct),
-            encode(&w.start_text),
-            encode(&w.end_text)
-        );
-        if let Some(p) = call.publisher {
-            uri.push_str(&format!("&PublisherIdentifier={p}"));
-        }
-        uri.push_str(&format!("&nextPage={}", encode_next_page(&feed, to)));
+        let uri = next_page_uri(call, path, raw_ct, &w, &encode_next_page(&feed, to));
         if let Ok(v) = HeaderValue::from_str(&uri) {
             resp.headers_mut().insert("NextPageUri", v);
         }
@@ -210,8 +229,26 @@ fn list_page(core: &Core, call: &Call, path: &str) -> Result<Response, AfError> 
     Ok(resp)
 }
 
+/// The `NextPageUri` of a truncated page: the same path, `contentType` and window (as the
+/// client wrote it, or the defaulted one), `PublisherIdentifier` when given, and `nextPage`.
+pub fn next_page_uri(call: &Call, path: &str, raw_ct: &str, w: &Window, next_page: &str) -> String {
+    let mut uri = format!(
+        "{}{}?contentType={}&startTime={}&endTime={}",
+        call.origin,
+        path,
+        encode_query_value(raw_ct),
+        encode_query_value(&w.start_text),
+        encode_query_value(&w.end_text)
+    );
+    if let Some(p) = call.publisher {
+        uri.push_str(&format!("&PublisherIdentifier={p}"));
+    }
+    uri.push_str(&format!("&nextPage={next_page}"));
+    uri
+}
+
 /// Percent-encodes a query value, keeping `:` readable (`2015-10-01T00:00:00`).
-fn encode(value: &str) -> String {
+pub fn encode_query_value(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for b in value.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~:".contains(&b) {
@@ -239,7 +276,8 @@ pub async fn blob(State(core): State<Arc<Core>>, req: Request<Body>) -> Response
 fn blob_body(core: &Core, call: &Call, raw_id: &str) -> Result<String, AfError> {
     let malformed = || AfError::new("AF20052", &[raw_id]);
     let id = super::percent_decode(raw_id).ok_or_else(malformed)?;
-    let cfg = feed_config(core);
+    let k = knobs(core);
+    let cfg = k.feed;
     let parsed = Feed::parse_content_id(cfg, &id).map_err(|_| malformed())?;
     let ct = parsed.content_type;
     if let Some(role) = ct.extra_role() {
@@ -247,17 +285,19 @@ fn blob_body(core: &Core, call: &Call, raw_id: &str) -> Result<String, AfError> 
             return Err(call.missing_permission());
         }
     }
-    let since = enabled_since(core, call, ct)?;
+    let since = content_since(core, call, ct, &k)?;
     let feed = Feed::new(cfg, call.tenant, ct);
     let created = feed.created(parsed.index);
-    if feed.content_id(parsed.index) != id || created > call.now || created < since {
+    let visible = feed.visible_at(parsed.index) <= call.now;
+    if feed.content_id(parsed.index) != id || !visible || created < since {
         return Err(AfError::new("AF20050", &[&id]));
     }
     if call.now > feed.created_ms(parsed.index) + RETENTION {
         return Err(AfError::new("AF20051", &[&id]));
     }
     let actors = super::actors(core, call.tenant).ok_or_else(|| AfError::new("AF20050", &[&id]))?;
-    let records = feed.records(&actors, parsed.index);
+    let mut records = feed.records(&actors, parsed.index);
+    records.extend(core.management.injected(call.tenant, ct, parsed.index));
     Ok(serde_json::Value::Array(records).to_string())
 }
 
@@ -270,7 +310,8 @@ mod tests {
 
     #[test]
     fn windows() {
-        let w = window(None, None, NOW).expect("default");
+        let k = Knobs::resolve(&Default::default(), 0);
+        let w = window(None, None, NOW, &k).expect("default");
         assert_eq!((w.start, w.end), (NOW - MAX_WINDOW, NOW));
         assert_eq!(w.start_text, "2030-01-09T12:00:00.000Z");
         let ok = [
@@ -279,7 +320,7 @@ mod tests {
             ("2030-01-20", "2030-01-21"),
         ];
         for (s, e) in ok {
-            assert!(window(Some(s), Some(e), NOW).is_ok(), "{s} {e}");
+            assert!(window(Some(s), Some(e), NOW, &k).is_ok(), "{s} {e}");
         }
         let refused = [
             (Some("2030-01-09"), None),
@@ -291,12 +332,17 @@ mod tests {
         ];
         for (s, e) in refused {
             assert_eq!(
-                window(s, e, NOW).unwrap_err().code,
+                window(s, e, NOW, &k).unwrap_err().code,
                 "AF20055",
                 "{s:?} {e:?}"
             );
         }
-        let bad = window(Some("2030-01-09T00:00:00 00:00"), Some("2030-01-10"), NOW);
+        let bad = window(
+            Some("2030-01-09T00:00:00 00:00"),
+            Some("2030-01-10"),
+            NOW,
+            &k,
+        );
         assert_eq!(
             bad.unwrap_err().message,
             "Invalid parameter type: startTime. Expected type: datetime"
@@ -326,9 +372,9 @@ mod tests {
     #[test]
     fn encoding_keeps_colons() {
         assert_eq!(
-            encode("2015-10-01T00:00:00.000Z"),
+            encode_query_value("2015-10-01T00:00:00.000Z"),
             "2015-10-01T00:00:00.000Z"
         );
-        assert_eq!(encode("a b+c&d"), "a%20b%2Bc%26d");
+        assert_eq!(encode_query_value("a b+c&d"), "a%20b%2Bc%26d");
     }
 }

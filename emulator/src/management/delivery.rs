@@ -44,11 +44,11 @@ use time::{Duration, OffsetDateTime};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::content::{enabled_since, window};
+use super::content::{decode_next_page, enabled_since, next_page_uri, window};
 use super::errors::AfError;
 use super::generator::{Feed, RETENTION};
 use super::wire::{format_response_time, ContentEntry, ContentType, Webhook};
-use super::{authorize, feed_config, ok_json, Call, OP_NOTIFICATIONS};
+use super::{authorize, feed_config, knobs, ok_json, Call, OP_NOTIFICATIONS};
 use crate::state::Core;
 
 /// How often (real time) the delivery task looks at the emulator's clock.
@@ -110,6 +110,8 @@ pub struct Delivery {
     /// The next blob index to announce (computed on the first tick after arming).
     next: Option<i64>,
     pending: Vec<Batch>,
+    /// Late blobs already passed by `next`, announced once visible.
+    late: std::collections::BTreeSet<i64>,
     failures: u32,
     history: VecDeque<Attempt>,
 }
@@ -122,6 +124,7 @@ impl Delivery {
         self.from = Some(now);
         self.next = None;
         self.pending.clear();
+        self.late.clear();
         self.failures = 0;
     }
 
@@ -129,6 +132,7 @@ impl Delivery {
         self.armed = false;
         self.generation = GENERATION.fetch_add(1, Ordering::Relaxed);
         self.pending.clear();
+        self.late.clear();
     }
 }
 
@@ -206,8 +210,31 @@ pub async fn tick(core: &Core) {
             let end = feed
                 .first_index_at_or_after(now + Duration::nanoseconds(1))
                 .min(next.saturating_add(MAX_NEW_PER_TICK));
+            let mut indices: Vec<i64> = Vec::new();
+            // Late blobs seen earlier that became visible (or expired meanwhile).
+            let ready: Vec<i64> = d
+                .late
+                .iter()
+                .copied()
+                .filter(|&i| feed.visible_at(i) <= now)
+                .collect();
+            for i in ready {
+                d.late.remove(&i);
+                if feed.created_ms(i) + RETENTION >= now {
+                    indices.push(i);
+                }
+            }
+            for i in next..end.max(next) {
+                if feed.visible_at(i) <= now {
+                    indices.push(i);
+                } else {
+                    d.late.insert(i);
+                }
+            }
             if end > next {
-                let indices: Vec<i64> = (next..end).collect();
+                d.next = Some(end);
+            }
+            if !indices.is_empty() {
                 for chunk in indices.chunks(MAX_BATCH) {
                     d.pending.push(Batch {
                         indices: chunk.to_vec(),
@@ -215,7 +242,6 @@ pub async fn tick(core: &Core) {
                         due: now,
                     });
                 }
-                d.next = Some(end);
             }
             let (due, later): (Vec<Batch>, Vec<Batch>) =
                 d.pending.drain(..).partition(|b| b.due <= now);
@@ -367,19 +393,29 @@ pub async fn list(State(core): State<Arc<Core>>, req: Request<Body>) -> Response
         Ok(c) => c,
         Err(refused) => return refused.into_response(),
     };
-    match history(&core, &call) {
-        Ok(body) => ok_json(&call, body),
+    match history(&core, &call, parts.uri.path()) {
+        Ok((body, next)) => {
+            let mut resp = ok_json(&call, body);
+            if let Some(v) = next.and_then(|u| http::HeaderValue::from_str(&u).ok()) {
+                resp.headers_mut().insert("NextPageUri", v);
+            }
+            resp
+        }
         Err(e) => call.fail(e),
     }
 }
 
-fn history(core: &Core, call: &Call) -> Result<String, AfError> {
-    let (_, ct) = call.content_type()?;
+/// The page of attempts and, when truncated, the `NextPageUri` (same window, `nextPage`
+/// = `{yyyyMMddHH of the next attempt}R{its position}`; AF20031 when it does not match).
+fn history(core: &Core, call: &Call, path: &str) -> Result<(String, Option<String>), AfError> {
+    let (raw_ct, ct) = call.content_type()?;
     enabled_since(core, call, ct)?;
+    let k = knobs(core);
     let w = window(
         call.query.get("starttime"),
         call.query.get("endtime"),
         call.now,
+        &k,
     )?;
     // The defaulted window ends now, and includes now: with a frozen clock, attempts made
     // at this very instant are listed.
@@ -390,7 +426,29 @@ fn history(core: &Core, call: &Call) -> Result<String, AfError> {
         .get(&(call.tenant, ct))
         .map(|d| d.history.iter().filter(|a| inside(a.sent)).collect())
         .unwrap_or_default();
-    Ok(serde_json::to_string(&items).unwrap_or_else(|_| "[]".into()))
+    let hour = |a: &Attempt| {
+        let f = time::macros::format_description!("[year][month][day][hour]");
+        a.sent.format(&f).unwrap_or_default()
+    };
+    let from = match call.query.get("nextpage") {
+        None => 0,
+        Some(token) => {
+            let bad = || AfError::new("AF20031", &[token]);
+            let (h, at) = decode_next_page(token).ok_or_else(bad)?;
+            let at = usize::try_from(at).map_err(|_| bad())?;
+            match items.get(at) {
+                Some(a) if hour(a) == h => at,
+                _ => return Err(bad()),
+            }
+        }
+    };
+    let to = items.len().min(from.saturating_add(k.page_size));
+    let page = items.get(from..to).unwrap_or_default();
+    let body = serde_json::to_string(page).unwrap_or_else(|_| "[]".into());
+    let next = items
+        .get(to)
+        .map(|a| next_page_uri(call, path, raw_ct, &w, &format!("{}R{to:012}", hour(a))));
+    Ok((body, next))
 }
 
 #[cfg(test)]

@@ -144,6 +144,7 @@ pub fn throttled_method(operation: &str) -> &'static str {
         "management.subscriptions.stop" => "StopSubscription",
         "management.subscriptions.list" => "ListSubscriptions",
         "management.notifications.list" => "ListNotifications",
+        "management.resources.dlpSensitiveTypes" => "GetDlpSensitiveTypes",
         _ => "Unknown",
     }
 }

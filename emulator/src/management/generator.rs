@@ -39,6 +39,7 @@ pub struct FeedConfig {
     pub seed: u64,
     pub interval_seconds: u64,
     pub records_per_blob: u32,
+    pub shape: Shape,
 }
 
 impl Default for FeedConfig {
@@ -47,6 +48,32 @@ impl Default for FeedConfig {
             seed: 0,
             interval_seconds: DEFAULT_BLOB_INTERVAL_SECONDS,
             records_per_blob: DEFAULT_RECORDS_PER_BLOB,
+            shape: Shape::default(),
+        }
+    }
+}
+
+/// The irregularities the real service shows (reference §4.5): late blobs, events older than
+/// their blob, records repeated across blobs. Which blobs and records are affected is derived
+/// from the seed like everything else, so the same knobs give the same feed. The records'
+/// ids and contents do not depend on the shape: a record is the same record, late or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    pub late_percent: u8,
+    pub late_delay_seconds: u64,
+    pub out_of_order_percent: u8,
+    pub out_of_order_max_seconds: u64,
+    pub duplicate_percent: u8,
+}
+
+impl Default for Shape {
+    fn default() -> Self {
+        Shape {
+            late_percent: 0,
+            late_delay_seconds: 3_600,
+            out_of_order_percent: 0,
+            out_of_order_max_seconds: 86_400,
+            duplicate_percent: 0,
         }
     }
 }
@@ -171,8 +198,65 @@ impl Feed {
         })
     }
 
-    /// The records of blob `index`, ordered by `CreationTime`.
+    /// Whether blob `index` is one of the late ones.
+    pub fn is_late(&self, index: i64) -> bool {
+        self.cfg.shape.late_percent > 0
+            && self.key(index, 7) % 100 < u64::from(self.cfg.shape.late_percent)
+    }
+
+    /// When blob `index` can be listed, fetched and announced: its creation, or later for a
+    /// late blob (whose `contentCreated` still says when it was created).
+    pub fn visible_at(&self, index: i64) -> OffsetDateTime {
+        let created = self.created(index);
+        if self.is_late(index) {
+            created + Duration::seconds(self.cfg.shape.late_delay_seconds as i64)
+        } else {
+            created
+        }
+    }
+
+    /// The records of blob `index` as served: its own records (ordered by `CreationTime`
+    /// unless some are out of order, then shuffled), followed by the records it repeats
+    /// from an earlier blob when it is one of the duplicating blobs.
     pub fn records(&self, actors: &Actors, index: i64) -> Vec<Value> {
+        let shape = self.cfg.shape;
+        let mut records = self.own_records(actors, index);
+        let mut rng = ChaCha8Rng::seed_from_u64(self.key(index, 200));
+        if shape.out_of_order_percent > 0 {
+            let mut moved = false;
+            for r in &mut records {
+                if rng.gen_range(0..100u8) < shape.out_of_order_percent {
+                    let back = rng.gen_range(1..=shape.out_of_order_max_seconds.max(1)) as i64;
+                    let t = r
+                        .get("CreationTime")
+                        .and_then(Value::as_str)
+                        .and_then(parse_creation_time);
+                    if let Some(t) = t {
+                        r["CreationTime"] =
+                            Value::String(creation_time(t - Duration::seconds(back)));
+                        moved = true;
+                    }
+                }
+            }
+            if moved {
+                records.shuffle(&mut rng);
+            }
+        }
+        if shape.duplicate_percent > 0
+            && self.key(index, 8) % 100 < u64::from(shape.duplicate_percent)
+        {
+            // Up to a day back, as observed re-deliveries show.
+            let span = (86_400 / self.cfg.interval_seconds.max(1)).max(1) as i64;
+            let earlier = index - 1 - rng.gen_range(0..span);
+            let copies = self.own_records(actors, earlier);
+            let n = rng.gen_range(1..=copies.len().clamp(1, 3));
+            records.extend(copies.into_iter().take(n));
+        }
+        records
+    }
+
+    /// The records generated for blob `index`, ordered by `CreationTime`.
+    fn own_records(&self, actors: &Actors, index: i64) -> Vec<Value> {
         let mut seed = [0u8; 32];
         for (i, chunk) in seed.chunks_mut(8).enumerate() {
             chunk.copy_from_slice(&self.key(index, 100 + i as u64).to_le_bytes());
@@ -207,6 +291,14 @@ fn mix(mut z: u64) -> u64 {
 
 fn from_nanos(n: i128) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp_nanos(n).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// Reads back a `CreationTime` written by [`creation_time`].
+fn parse_creation_time(text: &str) -> Option<OffsetDateTime> {
+    let f = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
+    time::PrimitiveDateTime::parse(text, &f)
+        .ok()
+        .map(time::PrimitiveDateTime::assume_utc)
 }
 
 /// `yyyyMMddHHmmss` + 9 fractional digits.
@@ -986,6 +1078,7 @@ mod tests {
                 seed: 42,
                 interval_seconds: 300,
                 records_per_blob: 5,
+                shape: Shape::default(),
             },
             Uuid::parse_str("ca62b0eb-5136-43d1-8c4a-815e98e86782").expect("guid"),
             ContentType::General,
@@ -1065,5 +1158,66 @@ mod tests {
             }
             assert_ne!(a, f.records(&actors, i + 1));
         }
+    }
+
+    #[test]
+    fn shape_knobs_move_times_repeat_records_and_delay_blobs_without_changing_ids() {
+        let world = World::default_world().expect("world");
+        let tenant = &world.tenants[0];
+        let actors = Actors::from_world(&world, tenant);
+        let plain = Feed::new(feed().cfg, tenant.id, ContentType::General);
+        let mut cfg = feed().cfg;
+        cfg.shape = Shape {
+            late_percent: 30,
+            late_delay_seconds: 3_600,
+            out_of_order_percent: 40,
+            out_of_order_max_seconds: 86_400,
+            duplicate_percent: 30,
+        };
+        let shaped = Feed::new(cfg, tenant.id, ContentType::General);
+        let base = plain.index_of(time::macros::datetime!(2030-01-01 12:00 UTC));
+        let ids = |records: &[Value]| -> Vec<String> {
+            records
+                .iter()
+                .map(|r| r["Id"].as_str().unwrap_or_default().to_string())
+                .collect()
+        };
+        let (mut late, mut early_events, mut repeated) = (0, 0, 0);
+        for i in base..base + 200 {
+            let own = plain.records(&actors, i);
+            let served = shaped.records(&actors, i);
+            // Its own records are all there, with the same ids (moved times aside).
+            let own_ids: std::collections::BTreeSet<String> = ids(&own).into_iter().collect();
+            let served_ids = ids(&served);
+            assert!(own_ids.iter().all(|id| served_ids.contains(id)));
+            repeated += served.len() - own.len();
+            let (ws, _) = plain.event_window(i);
+            early_events += served
+                .iter()
+                .filter(|r| own_ids.contains(r["Id"].as_str().unwrap_or_default()))
+                .filter(|r| {
+                    parse_creation_time(r["CreationTime"].as_str().unwrap_or_default())
+                        .is_some_and(|t| t < ws)
+                })
+                .count();
+            if shaped.is_late(i) {
+                late += 1;
+                assert_eq!(shaped.visible_at(i), shaped.created(i) + Duration::hours(1));
+            } else {
+                assert_eq!(shaped.visible_at(i), shaped.created(i));
+            }
+            assert!(!plain.is_late(i));
+            assert_eq!(served, shaped.records(&actors, i), "deterministic");
+        }
+        // Roughly the configured shares of 200 blobs / 1,000 records.
+        assert!((30..=90).contains(&late), "{late} late blobs");
+        assert!(
+            (250..=550).contains(&early_events),
+            "{early_events} early events"
+        );
+        assert!(
+            (40..=300).contains(&repeated),
+            "{repeated} repeated records"
+        );
     }
 }

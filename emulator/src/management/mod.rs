@@ -13,6 +13,7 @@
 //! | `GET subscriptions/content` | `management.content.list` | `content.rs` |
 //! | `GET audit/{contentId}` | `management.content.get` | `content.rs` |
 //! | `GET subscriptions/notifications` | `management.notifications.list` | `delivery.rs` |
+//! | `GET resources/dlpSensitiveTypes` | `management.resources.dlpSensitiveTypes` | `resources.rs` |
 //!
 //! Every request goes through [`authorize`]: the bearer token (401 `{"Message":…}`), the URL
 //! tenant (AF20013), the token's tenant (AF20010), `ActivityFeed.Read` (AF10001), and a
@@ -22,9 +23,12 @@
 //! Webhook notifications are delivered by a background task on the emulator's clock, with
 //! retries and disabling (`delivery.rs`).
 //!
-//! Not implemented yet (requests get the emulator's 404): `resources/dlpSensitiveTypes`;
-//! throttling quotas (AF429 comes only from fault rules); the records admin API; knobs for
-//! late blobs, out-of-order events and duplicates; the `/start` cooldown.
+//! Behaviour knobs (paging, default window, window error code, long windows, `/start`
+//! cooldown, throttling quota and status, stop status, late blobs, out-of-order events,
+//! duplicates, backfill) live in `knobs.rs`; they come from `[server.management]` and can be
+//! changed at run time through `/_emulator/management/settings`. Every authorized request
+//! counts against a per-minute quota (`authorize`): the publisher's pool when the request
+//! names a `PublisherIdentifier`, else the tenant's.
 //!
 //! Header case: the response header is set as `NextPageUri`, but hyper writes HTTP/1 header
 //! names in lower case (`nextpageuri`) and HTTP/2 requires lower case; hyper offers no public
@@ -36,6 +40,8 @@ pub mod dates;
 pub mod delivery;
 pub mod errors;
 pub mod generator;
+pub mod knobs;
+pub mod resources;
 pub mod store;
 pub mod subscriptions;
 pub mod webhook;
@@ -58,12 +64,11 @@ use crate::state::Core;
 use crate::tokens::ValidToken;
 use errors::AfError;
 use generator::{Actors, FeedConfig};
+use knobs::Knobs;
 use wire::ContentType;
 
 /// The token audience the API accepts.
 pub const RESOURCE: &str = "https://manage.office.com";
-/// Entries per `/subscriptions/content` page unless the world says otherwise.
-pub const DEFAULT_PAGE_SIZE: usize = 200;
 /// The generator's seed when no key seed is configured (the feed stays reproducible).
 pub const DEFAULT_SEED: u64 = 0x4d36_3545_6d75_6c61;
 
@@ -73,6 +78,7 @@ pub const OP_LIST: &str = "management.subscriptions.list";
 pub const OP_CONTENT: &str = "management.content.list";
 pub const OP_BLOB: &str = "management.content.get";
 pub const OP_NOTIFICATIONS: &str = "management.notifications.list";
+pub const OP_DLP_TYPES: &str = "management.resources.dlpSensitiveTypes";
 
 const PREFIXES: [&str; 2] = [
     "/api/v1.0/{tenant}/activity/feed",
@@ -106,6 +112,10 @@ pub fn router() -> Router<Arc<Core>> {
             .route(
                 &format!("{p}/audit/{{content_id}}"),
                 get(content::blob).fallback(wrong_method),
+            )
+            .route(
+                &format!("{p}/resources/dlpSensitiveTypes"),
+                get(resources::dlp_sensitive_types).fallback(wrong_method),
             );
     }
     r
@@ -121,6 +131,7 @@ pub fn operation(route: &str) -> Option<&'static str> {
         "/subscriptions/content" => OP_CONTENT,
         "/audit/{content_id}" => OP_BLOB,
         "/subscriptions/notifications" => OP_NOTIFICATIONS,
+        "/resources/dlpSensitiveTypes" => OP_DLP_TYPES,
         _ => return None,
     })
 }
@@ -218,6 +229,19 @@ impl Call {
             }
         }
         Ok((raw, ct))
+    }
+
+    /// AF429 for this call: the configured status; with 429 a `Retry-After` of `wait` seconds.
+    pub fn throttled(&self, k: &Knobs, wait: u64) -> Response {
+        let method = errors::throttled_method(self.operation);
+        let mut e = AfError::new("AF429", &[method, &self.publisher_text()]);
+        e.status = k.throttle_status;
+        let mut resp = self.fail(e);
+        if k.throttle_status == http::StatusCode::TOO_MANY_REQUESTS {
+            resp.headers_mut()
+                .insert(http::header::RETRY_AFTER, http::HeaderValue::from(wait));
+        }
+        resp
     }
 
     pub fn publisher_text(&self) -> String {
@@ -341,34 +365,28 @@ pub fn authorize(core: &Core, parts: &Parts, operation: &'static str) -> Result<
             }
         }
     }
+    let k = knobs(core);
+    let pool = call
+        .publisher
+        .map_or(store::Pool::Tenant(call.tenant), store::Pool::Publisher);
+    if let Err(wait) = core.management.take_quota(pool, k.throttle_per_minute, now) {
+        return Err(call.throttled(&k, wait).into());
+    }
     Ok(call)
 }
 
-/// The generator's configuration: the key seed (or a fixed one) and the world's knobs.
-pub fn feed_config(core: &Core) -> FeedConfig {
-    let knobs = &core.initial_directory().world.server.management;
-    FeedConfig {
-        seed: core.settings.key_seed.unwrap_or(DEFAULT_SEED),
-        interval_seconds: knobs
-            .blob_interval_seconds
-            .unwrap_or(generator::DEFAULT_BLOB_INTERVAL_SECONDS)
-            .clamp(1, 86_400),
-        records_per_blob: knobs
-            .records_per_blob
-            .unwrap_or(generator::DEFAULT_RECORDS_PER_BLOB)
-            .clamp(1, 100_000),
-    }
+/// The knobs in force (world section + run-time settings), with defaults applied.
+pub fn knobs(core: &Core) -> Knobs {
+    let world = &core.initial_directory().world.server.management;
+    Knobs::resolve(
+        &core.management.settings(world),
+        core.settings.key_seed.unwrap_or(DEFAULT_SEED),
+    )
 }
 
-/// Entries per content page (clamped: a world built in code skips validation).
-pub fn page_size(core: &Core) -> usize {
-    core.initial_directory()
-        .world
-        .server
-        .management
-        .page_size
-        .unwrap_or(DEFAULT_PAGE_SIZE)
-        .clamp(1, 10_000)
+/// The generator's configuration: the key seed (or a fixed one) and the volume/shape knobs.
+pub fn feed_config(core: &Core) -> FeedConfig {
+    knobs(core).feed
 }
 
 /// The tenant's actors, from the world as loaded (so a blob never changes under a client).

@@ -2,11 +2,14 @@
 //! itself is not stored: the generator derives every blob from (seed, tenant, content type,
 //! blob index) on demand, so memory does not grow with the feed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
+use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
+
+use crate::world::ManagementSection;
 
 use super::delivery::{Delivery, Sender};
 use super::wire::{ContentType, Webhook};
@@ -34,6 +37,15 @@ pub struct Subscription {
     /// listed and served ("on restart only new content from that point on").
     pub enabled_since: OffsetDateTime,
     pub webhook: Option<Webhook>,
+    /// The last `/start` that was accepted (the cooldown counts from it).
+    pub last_start: OffsetDateTime,
+}
+
+/// A throttling pool: a publisher's own, or the tenant's shared one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Pool {
+    Tenant(Uuid),
+    Publisher(Uuid),
 }
 
 /// The Management API's mutable state, reachable from [`crate::Core`].
@@ -44,6 +56,12 @@ pub struct Store {
     deliveries: Mutex<BTreeMap<(Uuid, ContentType), Delivery>>,
     /// Built on first use (it reads the CA files the world names); an error is kept.
     webhook_client: OnceLock<Result<reqwest::Client, String>>,
+    /// Knobs changed at run time (the world's section with the patches applied).
+    settings: Mutex<Option<ManagementSection>>,
+    /// Records appended through the admin API, by blob index.
+    injected: Mutex<BTreeMap<(Uuid, ContentType), BTreeMap<i64, Vec<Value>>>>,
+    /// Requests counted per pool in the current minute (minute number, count).
+    quotas: Mutex<HashMap<Pool, (i64, u32)>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -89,12 +107,14 @@ impl Store {
             status: Status::Disabled,
             enabled_since: now,
             webhook: None,
+            last_start: now,
         });
         if sub.status == Status::Disabled {
             sub.status = Status::Enabled;
             sub.enabled_since = now;
         }
         sub.webhook = webhook;
+        sub.last_start = now;
     }
 
     /// The tenant's subscriptions, in content-type order.
@@ -106,10 +126,93 @@ impl Store {
             .collect()
     }
 
-    /// Forgets every subscription and delivery (`/_emulator/reset`).
+    /// Forgets every subscription, delivery, injected record, quota count and run-time knob
+    /// (`/_emulator/reset`).
     pub fn clear(&self) {
         self.lock().clear();
         self.deliveries().clear();
+        *self.settings_lock() = None;
+        self.injected_lock().clear();
+        self.quotas_lock().clear();
+    }
+
+    fn settings_lock(&self) -> MutexGuard<'_, Option<ManagementSection>> {
+        self.settings.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn injected_lock(
+        &self,
+    ) -> MutexGuard<'_, BTreeMap<(Uuid, ContentType), BTreeMap<i64, Vec<Value>>>> {
+        self.injected.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn quotas_lock(&self) -> MutexGuard<'_, HashMap<Pool, (i64, u32)>> {
+        self.quotas.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The knobs in force: the run-time settings, else `world`'s.
+    pub fn settings(&self, world: &ManagementSection) -> ManagementSection {
+        self.settings_lock()
+            .clone()
+            .unwrap_or_else(|| world.clone())
+    }
+
+    /// Applies `patch` on top of the knobs in force (already validated by the caller).
+    pub fn patch_settings(&self, world: &ManagementSection, patch: &ManagementSection) {
+        let mut current = self.settings_lock();
+        let base = current.clone().unwrap_or_else(|| world.clone());
+        *current = Some(base.patched(patch));
+    }
+
+    /// Appends records to blob `index` of the tenant's feed for `ct`.
+    pub fn inject(&self, tenant: Uuid, ct: ContentType, index: i64, records: Vec<Value>) {
+        self.injected_lock()
+            .entry((tenant, ct))
+            .or_default()
+            .entry(index)
+            .or_default()
+            .extend(records);
+    }
+
+    /// The records injected into blob `index`.
+    pub fn injected(&self, tenant: Uuid, ct: ContentType, index: i64) -> Vec<Value> {
+        self.injected_lock()
+            .get(&(tenant, ct))
+            .and_then(|m| m.get(&index))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Every injected record of a tenant: (content type, blob index, records).
+    pub fn injected_for(&self, tenant: Uuid) -> Vec<(ContentType, i64, Vec<Value>)> {
+        self.injected_lock()
+            .iter()
+            .filter(|((t, _), _)| *t == tenant)
+            .flat_map(|((_, ct), blobs)| blobs.iter().map(|(i, r)| (*ct, *i, r.clone())))
+            .collect()
+    }
+
+    /// Counts one request against `pool` in the minute of `now`; `Err(seconds until the next
+    /// minute)` when the pool has used its `limit` (0 = unlimited).
+    pub fn take_quota(&self, pool: Pool, limit: u32, now: OffsetDateTime) -> Result<(), u64> {
+        if limit == 0 {
+            return Ok(());
+        }
+        let minute = now.unix_timestamp().div_euclid(60);
+        let mut quotas = self.quotas_lock();
+        if quotas.len() > 10_000 {
+            // Many publisher ids: forget the pools of past minutes (memory stays bounded).
+            quotas.retain(|_, (m, _)| *m == minute);
+        }
+        let entry = quotas.entry(pool).or_insert((minute, 0));
+        if entry.0 != minute {
+            *entry = (minute, 0);
+        }
+        if entry.1 >= limit {
+            return Err((60 - now.unix_timestamp().rem_euclid(60)) as u64);
+        }
+        entry.1 += 1;
+        Ok(())
     }
 
     pub(crate) fn deliveries(&self) -> MutexGuard<'_, BTreeMap<(Uuid, ContentType), Delivery>> {

@@ -3,9 +3,14 @@
 //! Choices where the reference is unconfirmed (README fidelity notes): subscriptions are kept
 //! per tenant and content type (not per application); `/start` sets the webhook to what its
 //! body asks for, so a body without a webhook removes an existing one, and the same webhook
-//! on an enabled subscription is AF20024; `/stop` answers 200 with an empty body, AF20022
+//! on an enabled subscription is AF20024; `/stop` answers 200 (or 204, a knob) with an empty body, AF20022
 //! when there is no subscription and AF20023 when it is already disabled; stopped
 //! subscriptions stay in `/list` as `disabled`.
+//!
+//! The documented 15-minute wait between two `/start` calls is the `start_cooldown_seconds`
+//! knob (off by default, since the real answer to a too-early call is unconfirmed): the call
+//! gets AF429 (`Method=StartSubscription`), or with `start_cooldown_mode = "silent"` a 200
+//! "enabled" that changes nothing — what clients observed after stop + immediate start.
 
 use std::sync::Arc;
 
@@ -20,6 +25,7 @@ use super::store::Status;
 use super::{authorize, ok_json, webhook, OP_LIST, OP_START, OP_STOP};
 use crate::http::{read_body, BodyError};
 use crate::state::Core;
+use crate::world::CooldownMode;
 
 pub async fn start(State(core): State<Arc<Core>>, req: Request<Body>) -> Response {
     let (parts, body) = req.into_parts();
@@ -49,6 +55,28 @@ pub async fn start(State(core): State<Arc<Core>>, req: Request<Body>) -> Respons
             call.now,
             call.outcome(),
         );
+    }
+    let k = super::knobs(&core);
+    if let Some(sub) = core.management.get(call.tenant, ct) {
+        let allowed_at = sub.last_start + k.start_cooldown;
+        if call.now < allowed_at {
+            return match k.start_cooldown_mode {
+                CooldownMode::Throttle => {
+                    let wait = (allowed_at - call.now).whole_seconds().max(1) as u64;
+                    call.throttled(&k, wait)
+                }
+                // As observed after stop + immediate start: "enabled", and nothing changed.
+                CooldownMode::Silent => {
+                    let hook = sub.webhook.as_ref();
+                    let body = json!({
+                        "contentType": raw_ct,
+                        "status": "enabled",
+                        "webhook": hook.map_or(Value::Null, |h| h.start_json(call.now)),
+                    });
+                    ok_json(&call, body.to_string())
+                }
+            };
+        }
     }
     let bytes = match read_body(body, core.settings.body_limit).await {
         Ok(b) => b,
@@ -81,7 +109,15 @@ pub async fn start(State(core): State<Arc<Core>>, req: Request<Body>) -> Respons
         }
     }
     if let Some(h) = &hook {
-        if let Err(e) = webhook::validate(super::webhook_client(&core), h).await {
+        let allowed = core
+            .initial_directory()
+            .world
+            .server
+            .management
+            .webhook_allowed_hosts
+            .clone()
+            .unwrap_or_default();
+        if let Err(e) = webhook::validate(super::webhook_client(&core), h, &allowed).await {
             return call.fail(e);
         }
     }
@@ -128,7 +164,7 @@ pub async fn stop(State(core): State<Arc<Core>>, req: Request<Body>) -> Response
     if let Err(e) = result {
         return call.fail(e);
     }
-    let mut resp = StatusCode::OK.into_response();
+    let mut resp = super::knobs(&core).stop_status.into_response();
     errors::service_headers(resp.headers_mut(), call.now);
     resp.extensions_mut().insert(call.outcome());
     resp

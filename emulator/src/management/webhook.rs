@@ -6,8 +6,10 @@
 //! The outgoing client trusts only the emulator's own CA and the extra CA file the world
 //! names (`[server.management] webhook_ca_file`), uses no proxy, never follows a redirect
 //! (a 3xx is "not 200") and gives the receiver five seconds. It calls nothing but the address
-//! given in the request. Header names go out in lower case (hyper writes HTTP/1 header names
-//! that way): `webhook-validationcode`, `webhook-authid`.
+//! given in the request, and only when its host is an allowed receiver: a loopback name by
+//! default, or one of `[server.management] webhook_allowed_hosts`. Header names go out in
+//! lower case (hyper writes HTTP/1 header names that way): `webhook-validationcode`,
+//! `webhook-authid`.
 
 use std::time::Duration;
 
@@ -98,10 +100,34 @@ pub fn build_client(ca_pems: &[String]) -> Result<reqwest::Client, String> {
         .map_err(|e| format!("webhook client: {e}"))
 }
 
+/// Receivers a webhook may point at when the world names none: this machine only.
+pub const LOOPBACK_HOSTS: &[&str] = &["localhost", "127.0.0.1", "::1"];
+
+/// Whether `address` names an allowed receiver host: one of `allowed` (the world's
+/// `webhook_allowed_hosts`, compared case-insensitively), else a loopback name. The emulator
+/// never connects anywhere else, so a test run cannot reach the network through a webhook.
+pub fn receiver_allowed(address: &str, allowed: &[String]) -> bool {
+    let Ok(url) = reqwest::Url::parse(address) else {
+        return false;
+    };
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if allowed.is_empty() {
+        let host = host.to_ascii_lowercase();
+        return LOOPBACK_HOSTS.contains(&host.as_str()) || host.ends_with(".localhost");
+    }
+    allowed.iter().any(|a| a.eq_ignore_ascii_case(host))
+}
+
 /// Sends the validation POST; `Ok` only for HTTP 200. The error is AF20021 with the reason.
+/// A receiver outside `allowed_hosts` gets the "did not return HTTP 200" answer without any
+/// connection being made.
 pub async fn validate(
     client: Result<reqwest::Client, String>,
     hook: &Webhook,
+    allowed_hosts: &[String],
 ) -> Result<(), AfError> {
     let fail = |why: &str| AfError::new("AF20021", &[&hook.address, why]);
     let is_https = hook
@@ -110,6 +136,13 @@ pub async fn validate(
         .is_some_and(|s| s.eq_ignore_ascii_case("https://"));
     if !is_https {
         return Err(fail(WEBHOOK_NOT_HTTPS));
+    }
+    if !receiver_allowed(&hook.address, allowed_hosts) {
+        tracing::warn!(
+            "webhook {} refused: its host is not an allowed receiver (server.management.webhook_allowed_hosts)",
+            hook.address
+        );
+        return Err(fail(WEBHOOK_NOT_200));
     }
     let client = client.map_err(|e| {
         tracing::error!("cannot validate webhook {}: {e}", hook.address);
@@ -144,6 +177,31 @@ pub async fn validate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_allowed_receivers() {
+        let none: Vec<String> = Vec::new();
+        for ok in [
+            "https://localhost:8443/hook",
+            "https://127.0.0.1/x",
+            "https://[::1]:9/x",
+            "https://receiver.localhost/x",
+        ] {
+            assert!(receiver_allowed(ok, &none), "{ok}");
+        }
+        for bad in [
+            "https://example.com/hook",
+            "https://10.0.0.1/x",
+            "https://localhost.example.com/x",
+            "not a url",
+            "https:///nohost",
+        ] {
+            assert!(!receiver_allowed(bad, &none), "{bad}");
+        }
+        let listed = vec!["hooks.contoso.test".to_string()];
+        assert!(receiver_allowed("https://HOOKS.contoso.test/x", &listed));
+        assert!(!receiver_allowed("https://localhost/x", &listed));
+    }
     use time::macros::datetime;
 
     const NOW: OffsetDateTime = datetime!(2030-01-01 00:00 UTC);
