@@ -41,6 +41,9 @@ pub struct Subscription {
     pub last_start: OffsetDateTime,
 }
 
+/// Records appended through the admin API: per feed, per blob index.
+type Injected = BTreeMap<(Uuid, ContentType), BTreeMap<i64, Vec<Value>>>;
+
 /// A throttling pool: a publisher's own, or the tenant's shared one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Pool {
@@ -59,7 +62,7 @@ pub struct Store {
     /// Knobs changed at run time (the world's section with the patches applied).
     settings: Mutex<Option<ManagementSection>>,
     /// Records appended through the admin API, by blob index.
-    injected: Mutex<BTreeMap<(Uuid, ContentType), BTreeMap<i64, Vec<Value>>>>,
+    injected: Mutex<Injected>,
     /// Requests counted per pool in the current minute (minute number, count).
     quotas: Mutex<HashMap<Pool, (i64, u32)>>,
 }
@@ -140,9 +143,7 @@ impl Store {
         self.settings.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn injected_lock(
-        &self,
-    ) -> MutexGuard<'_, BTreeMap<(Uuid, ContentType), BTreeMap<i64, Vec<Value>>>> {
+    fn injected_lock(&self) -> MutexGuard<'_, Injected> {
         self.injected.lock().unwrap_or_else(|e| e.into_inner())
     }
 
