@@ -11,155 +11,12 @@ use std::time::Duration;
 
 use m365_emulator::management::generator::{Actors, Feed, FeedConfig};
 use m365_emulator::management::wire::ContentType;
-use m365_emulator::{Emulator, World};
+use m365_emulator::World;
 use serde_json::{json, Value};
+use support::management::*;
 use support::*;
 use time::macros::datetime;
 use time::OffsetDateTime;
-
-const TEAMS_PHONE_SECRET: &str = "teams-phone-secret~0123456789abcdefghij";
-/// A fixed "now" so that content ids, times and snapshots are stable.
-const T0: OffsetDateTime = datetime!(2030-03-01 00:00 UTC);
-
-struct Resp {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    text: String,
-}
-
-impl Resp {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.text)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {} {:?}", self.status, self.text))
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-}
-
-struct Api {
-    e: Emulator,
-    c: reqwest::Client,
-}
-
-impl Api {
-    async fn start() -> Api {
-        Api::with_world(World::default_world().expect("default world")).await
-    }
-
-    async fn with_world(world: World) -> Api {
-        let e = start_with(Emulator::builder().key_seed(42).world(world)).await;
-        e.clock().freeze();
-        e.clock().set(T0);
-        let c = client(&e);
-        Api { e, c }
-    }
-
-    fn feed(&self, tenant: &str) -> String {
-        format!("{}/api/v1.0/{tenant}/activity/feed", self.e.https_uri())
-    }
-
-    async fn token(&self, tenant: &str) -> String {
-        secret_token(&self.c, &self.e, tenant).await
-    }
-
-    async fn token_of(&self, client_id: &str, secret: &str, scope: &str) -> String {
-        let form = vec![
-            ("grant_type", "client_credentials".to_string()),
-            ("client_id", client_id.to_string()),
-            ("client_secret", secret.to_string()),
-            ("scope", scope.to_string()),
-        ];
-        let (s, _, b) = post_form(&self.c, &token_url_v2(&self.e, CONTOSO), &form).await;
-        assert_eq!(s, 200, "{b}");
-        b["access_token"].as_str().expect("token").to_string()
-    }
-
-    async fn send(&self, req: reqwest::RequestBuilder) -> Resp {
-        let resp = req.send().await.expect("request sent");
-        Resp {
-            status: resp.status().as_u16(),
-            headers: resp.headers().clone(),
-            text: resp.text().await.expect("body"),
-        }
-    }
-
-    async fn get(&self, url: &str, token: &str) -> Resp {
-        self.send(self.c.get(url).bearer_auth(token)).await
-    }
-
-    async fn post(&self, url: &str, token: &str) -> Resp {
-        self.send(self.c.post(url).bearer_auth(token)).await
-    }
-
-    async fn post_json(&self, url: &str, token: &str, body: &Value) -> Resp {
-        self.send(
-            self.c
-                .post(url)
-                .bearer_auth(token)
-                .header("content-type", "application/json")
-                .body(body.to_string()),
-        )
-        .await
-    }
-
-    async fn start_sub(&self, tenant: &str, token: &str, ct: &str) -> Resp {
-        let url = format!("{}/subscriptions/start?contentType={ct}", self.feed(tenant));
-        self.post(&url, token).await
-    }
-}
-
-/// Headers every Management API response carries.
-fn assert_service_headers(r: &Resp) {
-    assert_eq!(
-        r.header("cache-control"),
-        Some("no-cache"),
-        "{:?}",
-        r.headers
-    );
-    assert_eq!(r.header("pragma"), Some("no-cache"));
-    assert_eq!(r.header("expires"), Some("-1"));
-    assert_eq!(r.header("x-aspnet-version"), Some("4.0.30319"));
-    assert_eq!(r.header("x-powered-by"), Some("ASP.NET"));
-    assert!(r.header("date").is_some_and(|d| d.ends_with(" GMT")));
-}
-
-/// Checks an AF error completely (status, headers, compact body, shape) and returns the body
-/// with the emulator's origin replaced, ready for a snapshot.
-fn af(api: &Api, r: &Resp, status: u16, code: &str) -> Value {
-    assert_eq!(r.status, status, "status for {code}: {}", r.text);
-    assert_service_headers(r);
-    assert_eq!(
-        r.header("content-type"),
-        Some("application/json; charset=utf-8")
-    );
-    let body = r.json();
-    assert_eq!(r.text, body.to_string(), "compact JSON");
-    assert_eq!(body["error"]["code"], code, "{body}");
-    assert_eq!(body.as_object().map(|o| o.len()), Some(1));
-    assert_eq!(body["error"].as_object().map(|o| o.len()), Some(2));
-    assert!(body["error"]["message"].is_string());
-    redact_origin(&body, &api.e)
-}
-
-/// `v` with every occurrence of `from` in its strings replaced.
-fn replace_in(v: &Value, from: &str, to: &str) -> Value {
-    serde_json::from_str(&v.to_string().replace(from, to)).expect("still JSON")
-}
-
-fn journal_codes(api: &Api, operation: &str) -> Vec<(u16, Option<String>)> {
-    let q = m365_emulator::journal::JournalQuery {
-        operation: Some(operation.into()),
-        ..Default::default()
-    };
-    api.e
-        .journal()
-        .query(&q)
-        .iter()
-        .map(|e| (e.status, e.error_code.clone()))
-        .collect()
-}
 
 #[tokio::test]
 async fn unauthorized_requests_get_the_asp_net_401() {
@@ -1431,6 +1288,27 @@ mod properties {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn accept_language_and_receiver_checks_never_panic(s in "\\PC{0,60}", t in "[a-zA-Z*]{0,9}(-[a-zA-Z0-9]{0,9}){0,3}(;q=[0-9.]{0,5})?") {
+            use m365_emulator::management::resources::check_accept_language;
+            use m365_emulator::management::webhook::receiver_allowed;
+            let _ = check_accept_language(&[&s]);
+            // A lone well-formed tag never counts as two languages.
+            if let Err(e) = check_accept_language(&[&t]) {
+                prop_assert_eq!(e.code, "AF20054");
+            }
+            let _ = receiver_allowed(&s, &[]);
+            let _ = receiver_allowed(&format!("https://{s}/x"), &[s.clone()]);
+        }
+
+        #[test]
+        fn content_and_history_next_page_tokens_never_panic(s in "[0-9]{10}R[0-9]{0,25}") {
+            if let Some((hour, index)) = decode_next_page(&s) {
+                prop_assert_eq!(hour.len(), 10);
+                prop_assert!(index >= 0);
+            }
+        }
 
         #[test]
         fn datetime_parser_never_panics(s in "\\PC{0,40}") {

@@ -552,3 +552,63 @@ async fn stop_and_reset_stop_deliveries_and_restart_resumes() {
         .await;
     assert_eq!((st, &v["error"]["code"]), (400, &json!("AF20022")));
 }
+
+#[tokio::test]
+async fn notification_history_pages_with_next_page_uri() {
+    let api = Api::start().await;
+    let rx = Receiver::start(&api.e).await;
+    rx.answer(200, None, 5).await;
+    let (s, i) = api.quiet_start(T0);
+    api.set(s);
+    api.subscribe(&hook(&rx)).await;
+    // Five blobs in one jump: one POST, five attempts in the history.
+    api.set(api.feed.created(i + 4) + Duration::seconds(1));
+    rx.wait_for(1).await;
+    let all = api.history().await;
+    assert_eq!(all.len(), 5);
+
+    let settings = format!("{}/_emulator/management/settings", api.e.https_uri());
+    let r = api
+        .c
+        .patch(settings)
+        .header("content-type", "application/json")
+        .body(json!({"page_size": 2}).to_string())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(r.status(), 200);
+    let tok = api.tok().await;
+    let mut url = Some(api.url("subscriptions/notifications?contentType=Audit.SharePoint"));
+    let (mut pages, mut paged, mut next_uris) = (0, Vec::new(), Vec::new());
+    while let Some(u) = url.take() {
+        let r = api.c.get(&u).bearer_auth(&tok).send().await.expect("sent");
+        assert_eq!(r.status(), 200, "{u}");
+        url = r
+            .headers()
+            .get("NextPageUri")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        next_uris.extend(url.clone());
+        let page: Value = r.json().await.expect("json");
+        pages += 1;
+        paged.extend(page.as_array().expect("array").iter().cloned());
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(paged, all, "the pages hold the history, in order, once");
+    assert!(next_uris[0].contains("&nextPage="), "{}", next_uris[0]);
+
+    // A nextPage that names no attempt of this window: AF20031.
+    let (base, _) = next_uris[0].split_once("&nextPage=").expect("nextPage");
+    for bad in ["2030010100R000000000099", "garbage"] {
+        let r = api
+            .c
+            .get(format!("{base}&nextPage={bad}"))
+            .bearer_auth(&tok)
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(r.status(), 400);
+        let body: Value = r.json().await.expect("json");
+        assert_eq!(body["error"]["code"], "AF20031", "{body}");
+    }
+}

@@ -2,11 +2,13 @@
 //!
 //! The window filters on `contentCreated`: `startTime <= contentCreated < endTime`. Both or
 //! neither; at most 24 hours apart; start before end; start no more than 7 days + 1 hour in
-//! the past; a future end is fine — otherwise 400 AF20055. Without times the window is the
-//! 24 hours before the request (the reference page's "last 24 hours"; the troubleshooting
-//! page's "since midnight UTC" variant is not offered yet). Listed are the blobs that exist
-//! now (created no later than the emulator's clock), were created since the subscription was
-//! (re-)enabled, and have not expired, oldest first.
+//! the past; a future end is fine — otherwise 400 AF20055 (AF20030 with the
+//! `window_error_code` knob; longer windows get a partial 200 with `accept_long_windows`).
+//! Without times the window is the 24 hours before the request (the reference page's "last 24
+//! hours"), or since midnight UTC with `default_window = "utc_day"` (the troubleshooting
+//! page). Listed are the blobs that are available now (created, and for a late blob its delay
+//! passed), were created since the subscription was (re-)enabled (minus `backfill_seconds`),
+//! and have not expired, oldest first.
 //!
 //! A truncated page carries `NextPageUri`: the same path, `contentType`, the same window (as
 //! the client wrote it, or the defaulted one), `PublisherIdentifier` when given, and an

@@ -411,16 +411,26 @@ fn history(core: &Core, call: &Call, path: &str) -> Result<(String, Option<Strin
     let (raw_ct, ct) = call.content_type()?;
     enabled_since(core, call, ct)?;
     let k = knobs(core);
-    let w = window(
+    let mut w = window(
         call.query.get("starttime"),
         call.query.get("endtime"),
         call.now,
         &k,
     )?;
-    // The defaulted window ends now, and includes now: with a frozen clock, attempts made
-    // at this very instant are listed.
-    let defaulted = call.query.get("starttime").is_none();
-    let inside = |t: OffsetDateTime| t >= w.start && (t < w.end || (defaulted && t == w.end));
+    if call.query.get("starttime").is_none() {
+        // The defaulted window includes now (with a frozen clock, attempts made at this very
+        // instant are listed): it ends at the next millisecond, the precision `NextPageUri`
+        // repeats it in, so later pages see the same attempts.
+        let ns = call.now.nanosecond();
+        let end = call.now + Duration::nanoseconds(i64::from(1_000_000 - ns % 1_000_000));
+        if end - w.start > super::content::MAX_WINDOW {
+            w.start = end - super::content::MAX_WINDOW;
+            w.start_text = format_response_time(w.start);
+        }
+        w.end = end;
+        w.end_text = format_response_time(end);
+    }
+    let inside = |t: OffsetDateTime| t >= w.start && t < w.end;
     let deliveries = core.management.deliveries();
     let items: Vec<&Attempt> = deliveries
         .get(&(call.tenant, ct))

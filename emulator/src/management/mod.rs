@@ -30,10 +30,9 @@
 //! counts against a per-minute quota (`authorize`): the publisher's pool when the request
 //! names a `PublisherIdentifier`, else the tenant's.
 //!
-//! Header case: the response header is set as `NextPageUri`, but hyper writes HTTP/1 header
-//! names in lower case (`nextpageuri`) and HTTP/2 requires lower case; hyper offers no public
-//! way to keep a response header's case. Clients that look the header up case-sensitively in
-//! a raw header dump (Wazuh's `NextPageUri:` regex) will not find it.
+//! Header case: the response header is set as `NextPageUri`; hyper would write it in lower
+//! case on HTTP/1, so the listeners restore the exact spelling in response heads
+//! (`crate::http::header_case`). HTTP/2 requires lower case.
 
 pub mod content;
 pub mod dates;
