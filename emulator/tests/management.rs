@@ -1299,7 +1299,7 @@ mod properties {
                 prop_assert_eq!(e.code, "AF20054");
             }
             let _ = receiver_allowed(&s, &[]);
-            let _ = receiver_allowed(&format!("https://{s}/x"), &[s.clone()]);
+            let _ = receiver_allowed(&format!("https://{s}/x"), std::slice::from_ref(&s));
         }
 
         #[test]
