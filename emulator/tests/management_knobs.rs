@@ -617,3 +617,76 @@ async fn webhooks_to_hosts_outside_the_allowed_receivers_are_refused_without_a_c
         .await;
     assert_eq!(list.json(), json!([]), "no subscription was created");
 }
+
+#[tokio::test]
+async fn requests_for_the_real_host_get_urls_on_the_real_host() {
+    let api = Api::start().await;
+    // A client that resolves manage.office.com to the emulator (hosts file, proxy mode): the
+    // TLS leaf names the host, and contentUri / NextPageUri carry it.
+    let addr = api.e.https_addr();
+    let ca = reqwest::Certificate::from_pem(api.e.ca_pem().as_bytes()).expect("CA");
+    let c = reqwest::Client::builder()
+        .tls_certs_only([ca])
+        .resolve("manage.office.com", addr)
+        .no_proxy()
+        .build()
+        .expect("client");
+    let tok = api.token(CONTOSO).await;
+    let feed = format!(
+        "https://manage.office.com:{}/api/v1.0/{CONTOSO}/activity/feed",
+        addr.port()
+    );
+    let r = c
+        .post(format!(
+            "{feed}/subscriptions/start?contentType=Audit.General"
+        ))
+        .bearer_auth(&tok)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(r.status(), 200);
+    api.settings(json!({"page_size": 1})).await;
+    api.e.clock().advance(Duration::minutes(20));
+    let tok = api.token(CONTOSO).await;
+    let r = c
+        .get(format!(
+            "{feed}/subscriptions/content?contentType=Audit.General"
+        ))
+        .bearer_auth(&tok)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(r.status(), 200);
+    let next = r.headers()["NextPageUri"]
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    assert!(
+        next.starts_with(&format!("{feed}/subscriptions/content?")),
+        "{next}"
+    );
+    let listed: Value = r.json().await.expect("json");
+    let uri = listed[0]["contentUri"].as_str().expect("uri");
+    assert!(uri.starts_with(&format!("{feed}/audit/")), "{uri}");
+    let blob = c.get(uri).bearer_auth(&tok).send().await.expect("sent");
+    assert_eq!(blob.status(), 200);
+}
+
+#[tokio::test]
+async fn an_oversized_start_body_is_refused_and_changes_nothing() {
+    let api = Api::start().await;
+    let tok = api.token(CONTOSO).await;
+    let start = format!(
+        "{}/subscriptions/start?contentType=Audit.General",
+        api.feed(CONTOSO)
+    );
+    let huge =
+        json!({"webhook": {"address": "https://localhost/x", "authId": "a".repeat(2 << 20)}});
+    let r = api.post_json(&start, &tok, &huge).await;
+    assert_eq!(r.status, 413, "{}", r.text);
+    assert_eq!(r.json()["error"]["code"], "RequestEntityTooLarge");
+    let list = api
+        .get(&format!("{}/subscriptions/list", api.feed(CONTOSO)), &tok)
+        .await;
+    assert_eq!(list.json(), json!([]));
+}
