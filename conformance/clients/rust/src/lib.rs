@@ -1,0 +1,42 @@
+//! A careful Microsoft 365 daemon client, written the way the conformance suite says clients
+//! should behave. It is the suite's reference client and a small library of its own:
+//!
+//! - [`auth::TokenClient`]: app-only tokens from Entra ID (v2 endpoint) with a client secret
+//!   or a certificate (RS256 client assertion with `x5t`, 10-minute lifetime, exact `aud`),
+//!   cached and reused until five minutes before they expire.
+//! - [`retry::send`]: one request with bounded retries: `Retry-After` honoured on 429 and 503,
+//!   exponential backoff on other 5xx and on the Management API's AF50000, no retry on 4xx.
+//! - [`management::Drainer`]: the Office 365 Management Activity API without losing records:
+//!   starts missing subscriptions (AF20022), tolerates AF20024, windows of at most 24 hours
+//!   on `contentCreated` that overlap the previous poll, `NextPageUri` followed to the end,
+//!   each blob fetched once, records de-duplicated by `Id`.
+
+pub mod auth;
+pub mod management;
+pub mod retry;
+
+/// What can go wrong, with the service's own error code when there is one.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{service} answered {status}: {code}: {message}")]
+    Service {
+        service: &'static str,
+        status: u16,
+        code: String,
+        message: String,
+    },
+    #[error("transport: {0}")]
+    Transport(#[from] reqwest::Error),
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+impl ClientError {
+    /// The service error code (`AADSTS7000215`, `AF20023`, …), if the service gave one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Service { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! `m365-conformance`: the command line.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{anyhow, Context, Result};
+use clap::{Parser, Subcommand};
+use m365_conformance::{parse_expected_failures, report, runner, scenarios, target::Target};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Runs a Microsoft 365 daemon client against m365-emulator and reports what it does right and wrong, with evidence."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run scenarios against a client.
+    Run(RunArgs),
+    /// List the scenarios (id, suite, operation, title, requirement).
+    List,
+}
+
+#[derive(Parser)]
+struct RunArgs {
+    /// The client, as a shell command (see conformance/CONTRACT.md).
+    #[arg(long)]
+    client: Option<String>,
+    /// Suites to run: entra, management, acs, graph (default: all the client supports).
+    #[arg(long, value_delimiter = ',')]
+    suite: Vec<String>,
+    /// Scenario ids to run (default: all).
+    #[arg(long, num_args = 1..)]
+    scenario: Vec<String>,
+    /// The operations the client supports, comma-separated (default: ask the client with
+    /// M365_CONFORMANCE_OPERATION=describe).
+    #[arg(long)]
+    operations: Option<String>,
+    /// `junit=FILE` or `json=FILE`; repeatable.
+    #[arg(long)]
+    report: Vec<String>,
+    /// A file of scenario ids expected to fail (one per line, `#` comments).
+    #[arg(long)]
+    expected_failures: Option<PathBuf>,
+    /// Use a running emulator at this URL instead of starting one in-process.
+    #[arg(long)]
+    emulator: Option<String>,
+    /// The running emulator's ready file (with --emulator; default: its default state dir).
+    #[arg(long)]
+    ready_file: Option<PathBuf>,
+    /// Only list what would run.
+    #[arg(long)]
+    list: bool,
+}
+
+fn print_list() {
+    for s in scenarios::all() {
+        println!(
+            "{:<20} {:<11} {:<12} {}\n{:<45}{}",
+            s.id, s.suite, s.operation, s.title, "", s.requirement
+        );
+    }
+}
+
+async fn run(args: RunArgs) -> Result<bool> {
+    let selected: Vec<_> = scenarios::all()
+        .into_iter()
+        .filter(|s| args.suite.is_empty() || args.suite.iter().any(|x| x == s.suite))
+        .filter(|s| args.scenario.is_empty() || args.scenario.iter().any(|x| x == s.id))
+        .collect();
+    if let Some(unknown) = args
+        .scenario
+        .iter()
+        .find(|id| !scenarios::all().iter().any(|s| s.id == id.as_str()))
+    {
+        return Err(anyhow!(
+            "no scenario {unknown} (see `m365-conformance list`)"
+        ));
+    }
+    if args.list {
+        for s in &selected {
+            println!("{:<20} {}", s.id, s.title);
+        }
+        return Ok(true);
+    }
+    let client = args.client.clone().context("--client is required")?;
+    let mut reports = Vec::new();
+    for r in &args.report {
+        let (kind, file) = r
+            .split_once('=')
+            .with_context(|| format!("--report {r}: expected junit=FILE or json=FILE"))?;
+        if kind != "junit" && kind != "json" {
+            return Err(anyhow!("--report {r}: the formats are junit and json"));
+        }
+        reports.push((kind.to_string(), PathBuf::from(file)));
+    }
+    let expected = match &args.expected_failures {
+        Some(p) => parse_expected_failures(
+            &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        ),
+        None => BTreeSet::new(),
+    };
+    let operations = runner::client_operations(&client, args.operations.as_deref()).await?;
+    let target = match &args.emulator {
+        Some(url) => {
+            let ready = args
+                .ready_file
+                .clone()
+                .unwrap_or_else(|| m365_emulator::settings::default_state_dir().join("ready.json"));
+            Target::remote(url, &ready).await?
+        }
+        None => Target::in_process().await?,
+    };
+    eprintln!(
+        "m365-conformance: {} scenarios against `{client}` (operations: {})",
+        selected.len(),
+        operations.iter().cloned().collect::<Vec<_>>().join(", ")
+    );
+    let mut results = Vec::new();
+    for s in &selected {
+        let r = runner::run_scenario(&target, &client, s, &operations, &expected).await;
+        eprintln!("{}", report::progress_line(&r));
+        results.push(r);
+    }
+    print!("{}", report::table(&results));
+    for (kind, file) in reports {
+        let text = if kind == "junit" {
+            report::junit(&results)
+        } else {
+            serde_json::to_string_pretty(&report::json(&results, &client))?
+        };
+        std::fs::write(&file, text).with_context(|| format!("writing {}", file.display()))?;
+    }
+    Ok(!results.iter().any(|r| r.unexpected_failure()))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::List => {
+            print_list();
+            ExitCode::SUCCESS
+        }
+        Command::Run(args) => match run(args).await {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(1),
+            Err(e) => {
+                eprintln!("m365-conformance: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}

@@ -1,0 +1,252 @@
+//! Entra ID: how the client gets app-only tokens.
+
+use anyhow::Result;
+use serde_json::{json, Value};
+
+use super::{of_operation, time_of};
+use crate::runner::{Cred, Ctx};
+use crate::scenario;
+use crate::scenario::{summarize, Check, Scenario};
+
+pub fn scenarios() -> Vec<Scenario> {
+    vec![
+        scenario!("ENTRA-SECRET-001", "entra", "token", "Gets an app-only token with a client secret", "https://learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant-flow#first-case-access-token-request-with-a-shared-secret", secret_token),
+        scenario!("ENTRA-CERT-001", "entra", "token", "Signs a correct certificate client assertion", "https://learn.microsoft.com/entra/identity-platform/certificate-credentials#assertion-format", certificate_assertion),
+        scenario!("ENTRA-CACHE-001", "entra", "token", "Reuses a token within its lifetime", "https://learn.microsoft.com/entra/identity-platform/msal-acquire-cache-tokens", token_reuse),
+        scenario!("ENTRA-ERROR-001", "entra", "token", "Surfaces an AADSTS error and does not retry a 4xx", "https://learn.microsoft.com/entra/identity-platform/reference-error-codes", error_surfaced),
+        scenario!("ENTRA-THROTTLE-001", "entra", "token", "Honours Retry-After on a 429 from the token endpoint", "https://learn.microsoft.com/entra/identity-platform/msal-error-handling-python#retrying-after-errors-and-exceptions", retry_after_honoured),
+    ]
+}
+
+fn tokens(journal: &[Value]) -> Vec<&Value> {
+    of_operation(journal, "entra.token")
+}
+
+fn evidence(entries: &[&Value]) -> Vec<String> {
+    entries.iter().map(|e| summarize(e)).collect()
+}
+
+async fn secret_token(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
+    let run = ctx.run_client("token", Cred::Secret, &[]).await?;
+    let journal = ctx.journal().await?;
+    let t = tokens(&journal);
+    let ok: Vec<&Value> = t.iter().copied().filter(|e| e["status"] == 200).collect();
+    Ok(vec![
+        Check::new(
+            "the client reports the token it acquired",
+            run.succeeded() && run.lines.iter().any(|l| l["token"] == "acquired"),
+            run.describe(),
+        ),
+        Check::new(
+            "a token request with the client secret succeeded",
+            !ok.is_empty(),
+            format!("{} token requests, {} answered 200", t.len(), ok.len()),
+        )
+        .with_evidence(evidence(&t)),
+    ])
+}
+
+async fn certificate_assertion(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
+    let run = ctx.run_client("token", Cred::Certificate, &[]).await?;
+    let journal = ctx.journal().await?;
+    let app = ctx.target.collector()?;
+    let t = tokens(&journal);
+    let mut checks = vec![Check::new(
+        "the client gets a token with its certificate",
+        run.succeeded(),
+        run.describe(),
+    )];
+    let Some(entry) = t.iter().find(|e| e["assertion"].is_object()) else {
+        checks.push(
+            Check::new(
+                "the token request carries a client assertion",
+                false,
+                "no token request with a client_assertion",
+            )
+            .with_evidence(evidence(&t)),
+        );
+        return Ok(checks);
+    };
+    let ev = vec![
+        summarize(entry),
+        format!("assertion: {}", entry["assertion"]),
+    ];
+    let header = &entry["assertion"]["header"];
+    let claims = &entry["assertion"]["claims"];
+    let endpoint = format!(
+        "https://{}{}",
+        entry["host"].as_str().unwrap_or_default(),
+        entry["path"].as_str().unwrap_or_default()
+    );
+    let alg = header["alg"].as_str().unwrap_or_default();
+    checks.push(
+        Check::new(
+            "alg is RS256 or PS256",
+            alg == "RS256" || alg == "PS256",
+            format!("alg {alg:?}"),
+        )
+        .with_evidence(ev.clone()),
+    );
+    let x5t = header["x5t"].as_str();
+    let x5t256 = header["x5t#S256"].as_str();
+    let thumb = |hex: Option<&String>| hex.map(|h| h.to_ascii_lowercase()).unwrap_or_default();
+    let b64hex = |b64: &str| {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(b64.trim_end_matches('='))
+            .map(|b| b.iter().map(|x| format!("{x:02x}")).collect::<String>())
+            .unwrap_or_default()
+    };
+    let matches = x5t.is_some_and(|v| b64hex(v) == thumb(app.thumbprint_sha1.as_ref()))
+        || x5t256.is_some_and(|v| b64hex(v) == thumb(app.thumbprint_sha256.as_ref()));
+    checks.push(
+        Check::new(
+            "the x5t / x5t#S256 header names the signing certificate",
+            matches,
+            format!("x5t {x5t:?}, x5t#S256 {x5t256:?}"),
+        )
+        .with_evidence(ev.clone()),
+    );
+    checks.push(
+        Check::new(
+            "aud is exactly the token endpoint",
+            claims["aud"] == endpoint.as_str(),
+            format!("aud {} vs {endpoint}", claims["aud"]),
+        )
+        .with_evidence(ev.clone()),
+    );
+    let client = app.client_id.as_str();
+    checks.push(
+        Check::new(
+            "iss and sub are the client id",
+            claims["iss"] == client && claims["sub"] == client,
+            format!("iss {}, sub {}", claims["iss"], claims["sub"]),
+        )
+        .with_evidence(ev.clone()),
+    );
+    checks.push(
+        Check::new(
+            "jti is present",
+            claims["jti"].as_str().is_some_and(|j| !j.is_empty()),
+            format!("jti {}", claims["jti"]),
+        )
+        .with_evidence(ev.clone()),
+    );
+    let start = claims["nbf"]
+        .as_i64()
+        .or(claims["iat"].as_i64())
+        .unwrap_or(0);
+    let lifetime = claims["exp"].as_i64().unwrap_or(0) - start;
+    checks.push(
+        Check::advice(
+            "the assertion lives 10 minutes or less",
+            lifetime > 600,
+            format!("exp - nbf/iat = {lifetime} s"),
+        )
+        .with_evidence(ev),
+    );
+    Ok(checks)
+}
+
+async fn token_reuse(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
+    let run = ctx
+        .run_client(
+            "token",
+            Cred::Secret,
+            &[("M365_CONFORMANCE_REPEAT", "3".into())],
+        )
+        .await?;
+    let journal = ctx.journal().await?;
+    let t = tokens(&journal);
+    Ok(vec![
+        Check::new(
+            "the client needs a token three times and gets it",
+            run.succeeded()
+                && run
+                    .lines
+                    .iter()
+                    .filter(|l| l["token"] == "acquired")
+                    .count()
+                    == 3,
+            run.describe(),
+        ),
+        Check::new(
+            "one token request serves all three (cache)",
+            t.len() == 1,
+            format!("{} token requests", t.len()),
+        )
+        .with_evidence(evidence(&t)),
+    ])
+}
+
+async fn error_surfaced(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
+    ctx.target
+        .add_fault(
+            json!({"match": {"operation": "entra.token"}, "action": {"error": "AADSTS7000215"}}),
+        )
+        .await?;
+    let run = ctx.run_client("token", Cred::Secret, &[]).await?;
+    let journal = ctx.journal().await?;
+    let t = tokens(&journal);
+    let reported = run.reported_error().unwrap_or_default();
+    Ok(vec![
+        Check::new(
+            "the client fails (non-zero exit) instead of pretending",
+            !run.succeeded() && run.exit_code.is_some(),
+            run.describe(),
+        ),
+        Check::new(
+            "the client reports the AADSTS code",
+            reported.contains("7000215") || reported == "invalid_client",
+            format!("reported error {reported:?}"),
+        ),
+        Check::new(
+            "an invalid_client (400/401) is not retried",
+            t.len() == 1,
+            format!("{} token requests", t.len()),
+        )
+        .with_evidence(evidence(&t)),
+    ])
+}
+
+async fn retry_after_honoured(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
+    let body = json!({"error": "temporarily_unavailable", "error_description": "AADSTS90055: The request was throttled. Retry after the time in the Retry-After header.", "error_codes": [90055]});
+    ctx.target
+        .add_fault(json!({"match": {"operation": "entra.token"}, "action": {"status": 429, "headers": {"Retry-After": "2"}, "body": body}, "schedule": {"first": 1}}))
+        .await?;
+    let run = ctx.run_client("token", Cred::Secret, &[]).await?;
+    let journal = ctx.journal().await?;
+    let t = tokens(&journal);
+    let mut checks = vec![Check::new(
+        "the client gets its token after the throttled attempt",
+        run.succeeded(),
+        run.describe(),
+    )];
+    match (t.first(), t.get(1)) {
+        (Some(first), Some(second)) => {
+            let waited = time_of(second) - time_of(first);
+            checks.push(
+                Check::new(
+                    "no request before Retry-After (2 s) has passed",
+                    waited >= 1.95,
+                    format!("retried after {waited:.2} s"),
+                )
+                .with_evidence(evidence(&t)),
+            );
+        }
+        _ => checks.push(
+            Check::new(
+                "the client retries after a 429",
+                false,
+                format!("{} token requests", t.len()),
+            )
+            .with_evidence(evidence(&t)),
+        ),
+    }
+    checks.push(Check::new(
+        "a bounded number of attempts",
+        t.len() <= 3,
+        format!("{} token requests", t.len()),
+    ));
+    Ok(checks)
+}

@@ -1,0 +1,509 @@
+//! Office 365 Management Activity API: how the client collects the audit log.
+//!
+//! Content is made on the emulator's clock, which runs in real time here: the scenarios
+//! shrink the blob interval and give new subscriptions backfill, so that hours of content
+//! exist at once and lateness plays out in seconds.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::Result;
+use m365_reference_client::auth::{Credential, TokenClient};
+use m365_reference_client::management::Drainer;
+use serde_json::{json, Value};
+use time::format_description::well_known::Rfc3339;
+use time::{Duration, OffsetDateTime};
+
+use super::{of_operation, time_of};
+use crate::runner::{ClientRun, Cred, Ctx};
+use crate::scenario;
+use crate::scenario::{summarize, Check, Scenario};
+use crate::target::TENANT;
+
+const CT: &str = "Audit.General";
+
+pub fn scenarios() -> Vec<Scenario> {
+    vec![
+        scenario!("MGMT-SUB-001", "management", "audit-sync", "Starts the subscription when there is none (AF20022)", "https://learn.microsoft.com/office/office-365-management-api/office-365-management-activity-api-reference#start-a-subscription", starts_missing_subscription),
+        scenario!("MGMT-SUB-002", "management", "audit-sync", "Treats AF20024 (already enabled) as success", "../shared/reference/management-activity.md §4.1", tolerates_already_enabled),
+        scenario!("MGMT-SUB-003", "management", "audit-sync", "Reports AF20023 (subscription disabled) instead of an empty result", "https://learn.microsoft.com/office/office-365-management-api/office-365-management-activity-api-reference#errors", reports_disabled),
+        scenario!("MGMT-PAGE-001", "management", "audit-sync", "Follows NextPageUri to the last page", "https://learn.microsoft.com/office/office-365-management-api/office-365-management-activity-api-reference#pagination", follows_next_page_uri),
+        scenario!("MGMT-WINDOW-001", "management", "audit-sync", "Lists content in windows of at most 24 hours", "https://learn.microsoft.com/office/office-365-management-api/office-365-management-activity-api-reference#list-available-content", windows_at_most_24_hours),
+        scenario!("MGMT-BLOB-001", "management", "audit-sync", "Fetches each content blob once", "https://learn.microsoft.com/office/office-365-management-api/office-365-management-activity-api-reference#retrieving-content", blobs_fetched_once),
+        scenario!("MGMT-LATE-001", "management", "audit-sync", "Loses and repeats no record when blobs are late, out of order and duplicated", "https://learn.microsoft.com/office/office-365-management-api/office-365-management-activity-api-faq", late_out_of_order_duplicates),
+        scenario!("MGMT-THROTTLE-001", "management", "audit-sync", "Honours Retry-After on AF429", "https://learn.microsoft.com/office/office-365-management-api/office-365-management-activity-api-reference#activity-api-throttling", honours_af429),
+        scenario!("MGMT-RETRY-001", "management", "audit-sync", "Retries AF50000 with a bounded backoff", "https://learn.microsoft.com/office/office-365-management-api/office-365-management-activity-api-reference#errors", retries_af50000),
+    ]
+}
+
+/// Blobs every 60 s, 3 records each, and `backfill` of history for a new subscription.
+async fn content(ctx: &Ctx<'_>, backfill_hours: i64, extra: Value) -> Result<OffsetDateTime> {
+    let mut knobs = json!({"blob_interval_seconds": 60, "records_per_blob": 3, "backfill_seconds": backfill_hours * 3600});
+    if let (Some(k), Some(e)) = (knobs.as_object_mut(), extra.as_object()) {
+        k.extend(e.clone());
+    }
+    ctx.target.management_settings(knobs).await?;
+    Ok(OffsetDateTime::now_utc() - Duration::hours(backfill_hours) + Duration::minutes(1))
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+async fn sync(ctx: &Ctx<'_>, since: OffsetDateTime) -> Result<ClientRun> {
+    ctx.run_client(
+        "audit-sync",
+        Cred::Secret,
+        &[
+            ("M365_AUDIT_CONTENT_TYPES", CT.into()),
+            ("M365_AUDIT_SINCE", rfc3339(since)),
+        ],
+    )
+    .await
+}
+
+/// The reference client's token client for the collector (ground truth and setup).
+fn tokens(ctx: &Ctx<'_>) -> Result<TokenClient> {
+    let app = ctx.target.collector()?;
+    let secret = app.client_secret.clone().unwrap_or_default();
+    Ok(TokenClient::new(
+        ctx.target.http.clone(),
+        ctx.target.base(),
+        TENANT,
+        &app.client_id,
+        Credential::Secret(secret),
+    ))
+}
+
+fn feed_url(ctx: &Ctx<'_>) -> String {
+    format!("{}/api/v1.0/{TENANT}/activity/feed", ctx.target.base())
+}
+
+async fn start_subscription(ctx: &Ctx<'_>) -> Result<()> {
+    let t = tokens(ctx)?;
+    Drainer::new(ctx.target.http.clone(), &t, &feed_url(ctx))
+        .ensure_subscription(CT)
+        .await?;
+    Ok(())
+}
+
+/// Every record id of blobs created in `[since, until)`, drained by the reference client.
+async fn ground_truth(
+    ctx: &Ctx<'_>,
+    since: OffsetDateTime,
+    until: OffsetDateTime,
+) -> Result<BTreeSet<String>> {
+    let t = tokens(ctx)?;
+    let mut d = Drainer::new(ctx.target.http.clone(), &t, &feed_url(ctx));
+    let drained = d.drain(CT, since, until).await?;
+    Ok(drained
+        .records
+        .iter()
+        .filter_map(|r| r["Id"].as_str().map(str::to_string))
+        .collect())
+}
+
+/// Every expected record delivered, and none more than once.
+fn completeness(expected: &BTreeSet<String>, delivered: &[String]) -> Vec<Check> {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for id in delivered {
+        *counts.entry(id).or_default() += 1;
+    }
+    let missing: Vec<&String> = expected
+        .iter()
+        .filter(|id| !counts.contains_key(id.as_str()))
+        .collect();
+    let repeated: Vec<&&str> = counts
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(id, _)| id)
+        .collect();
+    vec![
+        Check::new(
+            "every available record is collected",
+            !expected.is_empty() && missing.is_empty(),
+            format!(
+                "{} expected, {} collected, {} missing",
+                expected.len(),
+                counts.len(),
+                missing.len()
+            ),
+        )
+        .with_evidence(
+            missing
+                .iter()
+                .take(5)
+                .map(|id| format!("missing record {id}")),
+        ),
+        Check::new(
+            "no record is delivered twice (de-duplicated by Id)",
+            repeated.is_empty(),
+            format!("{} records delivered more than once", repeated.len()),
+        )
+        .with_evidence(
+            repeated
+                .iter()
+                .take(5)
+                .map(|id| format!("repeated record {id}")),
+        ),
+    ]
+}
+
+fn entries<'j>(journal: &'j [Value], op: &str) -> Vec<&'j Value> {
+    of_operation(journal, op)
+}
+
+fn ev(list: &[&Value], n: usize) -> Vec<String> {
+    list.iter().take(n).map(|e| summarize(e)).collect()
+}
+
+async fn starts_missing_subscription(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
+    let since = content(ctx, 1, json!({})).await?;
+    let run = sync(ctx, since).await?;
+    let journal = ctx.journal().await?;
+    let starts = entries(&journal, "management.subscriptions.start");
+    let started = starts.iter().any(|e| e["status"] == 200);
+    let mut checks = vec![
+        Check::new(
+            "the client completes the sync",
+            run.succeeded(),
+            run.describe(),
+        ),
+        Check::new(
+            "the client starts the missing subscription",
+            started,
+            format!("{} /start calls", starts.len()),
+        )
+        .with_evidence(ev(&starts, 3)),
+    ];
+    let expected =
+        ground_truth(ctx, since, OffsetDateTime::now_utc() - Duration::minutes(1)).await?;
+    checks.extend(completeness(&expected, &run.records()));
+    Ok(checks)
+}
+
+async fn tolerates_already_enabled(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
+    let since = content(ctx, 1, json!({})).await?;
+    start_subscription(ctx).await?;
+    let run = sync(ctx, since).await?;
+    let journal = ctx.journal().await?;
+    let af20024: Vec<&Value> = entries(&journal, "management.subscriptions.start")
+        .into_iter()
+        .filter(|e| e["error_code"] == "AF20024")
+        .collect();
+    let lists = entries(&journal, "management.content.list");
+    // After an AF20024 (if the client called /start at all) it must go on and list content.
+    let went_on = match af20024.last() {
+        Some(a) => lists.iter().any(|l| l["id"].as_u64() > a["id"].as_u64()),
+        None => !lists.is_empty(),
+    };
+    let mut checks = vec![
+        Check::new(
+            "the client completes the sync with the subscription already enabled",
+            run.succeeded(),
+            run.describe(),
+        ),
+        Check::new(
+            "after AF20024 the client goes on to list content",
+            went_on,
+            format!(
+                "{} AF20024 answers, {} listing calls",
+                af20024.len(),
+                lists.len()
+            ),
+        )
+        .with_evidence(ev(&af20024, 2).into_iter().chain(ev(&lists, 1))),
+    ];
+    let expected =
+        ground_truth(ctx, since, OffsetDateTime::now_utc() - Duration::minutes(1)).await?;
+    checks.extend(completeness(&expected, &run.records()));
+    Ok(checks)
+}
+
+async fn reports_disabled(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
+    let since = content(ctx, 1, json!({})).await?;
+    start_subscription(ctx).await?;
+    ctx.target.disable_subscription(CT).await?;
+    let run = sync(ctx, since).await?;
+    let journal = ctx.journal().await?;
+    let refused: Vec<&Value> = journal
+        .iter()
+        .filter(|e| e["error_code"] == "AF20023")
+        .collect();
+    let reported = run.reported_error().unwrap_or_default();
+    Ok(vec![
+        Check::new(
+            "the client fails instead of reporting an empty audit log",
+            !run.succeeded() && run.exit_code.is_some() && run.records().is_empty(),
+            run.describe(),
+        )
+        .with_evidence(ev(&refused, 2)),
+        Check::new(
+            "the client names AF20023",
+            reported.contains("AF20023"),
+            format!("reported error {reported:?}"),
+        ),
+    ])
+}
+
+async fn follows_next_page_uri(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
+    let since = content(ctx, 2, json!({"page_size": 10})).await?;
+    let run = sync(ctx, since).await?;
+    let journal = ctx.journal().await?;
+    let lists = entries(&journal, "management.content.list");
+    let paged: Vec<&Value> = lists
+        .iter()
+        .copied()
+        .filter(|e| {
+            e["query"]
+                .as_str()
+                .is_some_and(|q| q.to_ascii_lowercase().contains("nextpage="))
+        })
+        .collect();
+    let mut checks = vec![
+        Check::new(
+            "the client completes the sync",
+            run.succeeded(),
+            run.describe(),
+        ),
+        Check::new(
+            "the client requests the pages NextPageUri names",
+            paged.len() >= 11,
+            format!(
+                "{} listing calls, {} with nextPage (about 12 pages exist)",
+                lists.len(),
+                paged.len()
+            ),
+        )
+        .with_evidence(ev(&paged, 3)),
+    ];
+    let expected =
+        ground_truth(ctx, since, OffsetDateTime::now_utc() - Duration::minutes(1)).await?;
+    checks.extend(completeness(&expected, &run.records()));
+    Ok(checks)
+}
+
+/// `startTime`/`endTime` of a listing call, when both are present and parse.
+fn window_of(entry: &Value) -> Option<(OffsetDateTime, OffsetDateTime)> {
+    let q = entry["query"].as_str()?;
+    let mut start = None;
+    let mut end = None;
+    for pair in q.split('&') {
+        let (k, v) = pair.split_once('=')?;
+        let v = v
+            .replace("%3A", ":")
+            .replace("%3a", ":")
+            .replace("%2B", "+")
+            .replace("%2b", "+");
+        let parse = |s: &str| {
+            OffsetDateTime::parse(s, &Rfc3339)
+                .ok()
+                .or_else(|| OffsetDateTime::parse(&format!("{s}Z"), &Rfc3339).ok())
+        };
+        match k.to_ascii_lowercase().as_str() {
+            "starttime" => start = parse(&v),
+            "endtime" => end = parse(&v),
+            _ => {}
+        }
+    }
+    Some((start?, end?))
+}
+
+async fn windows_at_most_24_hours(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
+    let since = content(ctx, 30, json!({"blob_interval_seconds": 600})).await?;
+    let run = sync(ctx, since).await?;
+    let journal = ctx.journal().await?;
+    let lists = entries(&journal, "management.content.list");
+    let refused: Vec<&Value> = lists
+        .iter()
+        .copied()
+        .filter(|e| matches!(e["error_code"].as_str(), Some("AF20055" | "AF20030")))
+        .collect();
+    let long: Vec<&Value> = lists
+        .iter()
+        .copied()
+        .filter(|e| window_of(e).is_some_and(|(s, t)| t - s > Duration::hours(24)))
+        .collect();
+    let mut checks = vec![
+        Check::new(
+            "the client completes a 30-hour sync",
+            run.succeeded(),
+            run.describe(),
+        ),
+        Check::new(
+            "no window is refused (AF20055/AF20030)",
+            refused.is_empty(),
+            format!("{} refused", refused.len()),
+        )
+        .with_evidence(ev(&refused, 3)),
+        Check::new(
+            "every window spans at most 24 hours",
+            long.is_empty() && !lists.is_empty(),
+            format!("{} of {} listing calls over 24 h", long.len(), lists.len()),
+        )
+        .with_evidence(ev(&long, 3)),
+    ];
+    let t = tokens(ctx)?;
+    let mut d = Drainer::new(ctx.target.http.clone(), &t, &feed_url(ctx));
+    let drained = d
+        .drain(CT, since, OffsetDateTime::now_utc() - Duration::minutes(1))
+        .await?;
+    let expected: BTreeSet<String> = drained
+        .records
+        .iter()
+        .filter_map(|r| r["Id"].as_str().map(str::to_string))
+        .collect();
+    checks.extend(completeness(&expected, &run.records()));
+    Ok(checks)
+}
+
+async fn blobs_fetched_once(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
+    let since = content(ctx, 1, json!({})).await?;
+    let run = sync(ctx, since).await?;
+    let journal = ctx.journal().await?;
+    let gets = entries(&journal, "management.content.get");
+    let mut per_blob: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
+    for g in &gets {
+        per_blob
+            .entry(g["path"].as_str().unwrap_or_default().replace("%24", "$"))
+            .or_default()
+            .push(g);
+    }
+    let again: Vec<&Value> = per_blob
+        .values()
+        .filter(|v| v.len() > 1)
+        .flat_map(|v| v.iter().copied())
+        .collect();
+    Ok(vec![
+        Check::new(
+            "the client completes the sync",
+            run.succeeded(),
+            run.describe(),
+        ),
+        Check::new(
+            "each blob is fetched once",
+            !gets.is_empty() && again.is_empty(),
+            format!("{} fetches of {} blobs", gets.len(), per_blob.len()),
+        )
+        .with_evidence(ev(&again, 4)),
+    ])
+}
+
+async fn late_out_of_order_duplicates(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
+    // Blobs every 2 s, a third of them 5 s late; events up to an hour older than their blob;
+    // a quarter of the blobs repeat records of an earlier one. Four polls, 3 s apart.
+    let since = content(ctx, 0, json!({"blob_interval_seconds": 2, "backfill_seconds": 30, "late_blob_percent": 34, "late_blob_delay_seconds": 5, "out_of_order_percent": 30, "out_of_order_max_seconds": 3600, "duplicate_percent": 25})).await?;
+    let since = since - Duration::seconds(30) - Duration::minutes(1);
+    start_subscription(ctx).await?;
+    let mut delivered = Vec::new();
+    let mut runs = Vec::new();
+    let mut last_poll = OffsetDateTime::now_utc();
+    for i in 0..4 {
+        if i > 0 {
+            tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        }
+        last_poll = OffsetDateTime::now_utc();
+        let run = sync(ctx, since).await?;
+        delivered.extend(run.records());
+        runs.push(run);
+    }
+    let journal = ctx.journal().await?;
+    let failed: Vec<&ClientRun> = runs.iter().filter(|r| !r.succeeded()).collect();
+    let mut checks = vec![Check::new(
+        "every poll completes",
+        failed.is_empty(),
+        failed.first().map_or("4 polls".into(), |r| r.describe()),
+    )];
+    // Blobs visible at the last poll: created at least the late delay before it.
+    let expected = ground_truth(ctx, since, last_poll - Duration::seconds(6)).await?;
+    checks.extend(completeness(&expected, &delivered));
+    let lists = entries(&journal, "management.content.list");
+    checks[0].evidence.extend(ev(&lists, 2));
+    Ok(checks)
+}
+
+async fn honours_af429(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
+    let since = content(ctx, 1, json!({})).await?;
+    let body = json!({"error": {"code": "AF429", "message": "Too many requests. Method=GetBlob, PublisherId=00000000-0000-0000-0000-000000000000"}});
+    ctx.target
+        .add_fault(json!({"match": {"operation": "management.content.get"}, "action": {"status": 429, "headers": {"Retry-After": "2"}, "body": body}, "schedule": {"first": 1}}))
+        .await?;
+    let run = sync(ctx, since).await?;
+    let journal = ctx.journal().await?;
+    let gets = entries(&journal, "management.content.get");
+    let mut checks = vec![Check::new(
+        "the client completes the sync after being throttled",
+        run.succeeded(),
+        run.describe(),
+    )];
+    match (gets.first(), gets.get(1)) {
+        (Some(a), Some(b)) => {
+            let waited = time_of(b) - time_of(a);
+            checks.push(
+                Check::new(
+                    "no request before Retry-After (2 s) has passed",
+                    waited >= 1.95,
+                    format!("next blob request after {waited:.2} s"),
+                )
+                .with_evidence(ev(&gets, 2)),
+            );
+        }
+        _ => checks.push(
+            Check::new(
+                "the client retries after AF429",
+                false,
+                format!("{} blob requests", gets.len()),
+            )
+            .with_evidence(ev(&gets, 2)),
+        ),
+    }
+    let expected =
+        ground_truth(ctx, since, OffsetDateTime::now_utc() - Duration::minutes(1)).await?;
+    checks.extend(completeness(&expected, &run.records()));
+    Ok(checks)
+}
+
+async fn retries_af50000(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
+    let since = content(ctx, 1, json!({})).await?;
+    ctx.target
+        .add_fault(json!({"match": {"operation": "management.content.list"}, "action": {"error": "AF50000"}, "schedule": {"first": 2}}))
+        .await?;
+    let run = sync(ctx, since).await?;
+    let journal = ctx.journal().await?;
+    let lists = entries(&journal, "management.content.list");
+    let errors: Vec<&Value> = lists
+        .iter()
+        .copied()
+        .filter(|e| e["error_code"] == "AF50000")
+        .collect();
+    let recovered = lists.iter().any(|e| e["status"] == 200);
+    let mut checks = vec![
+        Check::new(
+            "the client completes the sync after two AF50000 answers",
+            run.succeeded(),
+            run.describe(),
+        ),
+        Check::new(
+            "the client retries the listing until it succeeds",
+            recovered,
+            format!("{} listing calls, {} AF50000", lists.len(), errors.len()),
+        )
+        .with_evidence(ev(&lists, 3)),
+        Check::new(
+            "retries are bounded",
+            lists.len() <= 8,
+            format!("{} listing calls", lists.len()),
+        ),
+    ];
+    if let (Some(a), Some(b)) = (lists.first(), lists.get(1)) {
+        let waited = time_of(b) - time_of(a);
+        checks.push(Check::advice(
+            "the retry waits (backoff) instead of hammering",
+            waited < 0.1,
+            format!("first retry after {waited:.3} s"),
+        ));
+    }
+    let expected =
+        ground_truth(ctx, since, OffsetDateTime::now_utc() - Duration::minutes(1)).await?;
+    checks.extend(completeness(&expected, &run.records()));
+    Ok(checks)
+}

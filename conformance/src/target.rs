@@ -1,0 +1,158 @@
+//! The emulator a run talks to: started in-process on free ports (the default), or a running
+//! one named by `--emulator URL` (credentials from its ready file). Everything goes through
+//! its HTTP control plane, so both work the same way.
+
+use std::path::PathBuf;
+
+use anyhow::{anyhow, Context, Result};
+use m365_emulator::ready::{ReadyApplication, ReadyInfo, ReadyTenant};
+use m365_emulator::Emulator;
+use serde_json::Value;
+
+pub struct Target {
+    pub ready: ReadyInfo,
+    pub http: reqwest::Client,
+    /// Keeps an in-process emulator alive.
+    _emulator: Option<Emulator>,
+}
+
+/// The tenant and application scenarios run as: Contoso's audit collector in the default
+/// world (secret and certificate).
+pub const TENANT: &str = "ca62b0eb-5136-43d1-8c4a-815e98e86782";
+pub const COLLECTOR: &str = "b78eacce-6d2d-401c-8e4f-c3fa7b1760ac";
+
+fn client_for(ca_pem: &[u8]) -> Result<reqwest::Client> {
+    let certs = reqwest::Certificate::from_pem_bundle(ca_pem).context("emulator CA")?;
+    Ok(reqwest::Client::builder()
+        .tls_certs_only(certs)
+        .no_proxy()
+        .timeout(std::time::Duration::from_secs(60))
+        .build()?)
+}
+
+impl Target {
+    pub async fn in_process() -> Result<Target> {
+        let emulator = Emulator::builder()
+            .start()
+            .await
+            .map_err(|e| anyhow!("cannot start the emulator: {e}"))?;
+        let ready = emulator.ready().clone();
+        let http = client_for(emulator.ca_pem().as_bytes())?;
+        Ok(Target {
+            ready,
+            http,
+            _emulator: Some(emulator),
+        })
+    }
+
+    pub async fn remote(url: &str, ready_file: &PathBuf) -> Result<Target> {
+        let text = std::fs::read_to_string(ready_file)
+            .with_context(|| format!("reading the ready file {}", ready_file.display()))?;
+        let mut ready: ReadyInfo = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a ready file", ready_file.display()))?;
+        let ca = std::fs::read(&ready.ca_cert_path)
+            .with_context(|| format!("reading {}", ready.ca_cert_path.display()))?;
+        if url.starts_with("https://") {
+            ready.https_url = url.trim_end_matches('/').to_string();
+        }
+        let target = Target {
+            ready,
+            http: client_for(&ca)?,
+            _emulator: None,
+        };
+        let health = target
+            .http
+            .get(format!("{}/_emulator/health", target.base()))
+            .send()
+            .await;
+        if !health.is_ok_and(|r| r.status().is_success()) {
+            return Err(anyhow!("no emulator answers at {}", target.base()));
+        }
+        Ok(target)
+    }
+
+    pub fn base(&self) -> &str {
+        &self.ready.https_url
+    }
+
+    pub fn ca_path(&self) -> &PathBuf {
+        &self.ready.ca_cert_path
+    }
+
+    pub fn tenant(&self) -> Result<&ReadyTenant> {
+        self.ready
+            .tenants
+            .iter()
+            .find(|t| t.id == TENANT)
+            .ok_or_else(|| {
+                anyhow!("the emulator's world has no tenant {TENANT} (the default world is needed)")
+            })
+    }
+
+    pub fn collector(&self) -> Result<&ReadyApplication> {
+        self.tenant()?
+            .applications
+            .iter()
+            .find(|a| a.client_id == COLLECTOR)
+            .ok_or_else(|| anyhow!("the default world's audit collector {COLLECTOR} is missing"))
+    }
+
+    async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value> {
+        let mut req = self
+            .http
+            .request(method, format!("{}/_emulator/{path}", self.base()));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("/_emulator/{path}"))?;
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        if !status.is_success() {
+            return Err(anyhow!("/_emulator/{path} answered {status}: {text}"));
+        }
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn reset(&self) -> Result<()> {
+        self.admin(reqwest::Method::POST, "reset", None)
+            .await
+            .map(drop)
+    }
+
+    pub async fn add_fault(&self, rule: Value) -> Result<()> {
+        self.admin(reqwest::Method::POST, "faults", Some(rule))
+            .await
+            .map(drop)
+    }
+
+    pub async fn management_settings(&self, patch: Value) -> Result<()> {
+        self.admin(reqwest::Method::PATCH, "management/settings", Some(patch))
+            .await
+            .map(drop)
+    }
+
+    pub async fn disable_subscription(&self, content_type: &str) -> Result<()> {
+        let path = format!("management/{TENANT}/subscriptions/disable?contentType={content_type}");
+        self.admin(reqwest::Method::POST, &path, None)
+            .await
+            .map(drop)
+    }
+
+    /// Every journal entry, oldest first.
+    pub async fn journal(&self) -> Result<Vec<Value>> {
+        let v = self.admin(reqwest::Method::GET, "journal", None).await?;
+        Ok(v["entries"]
+            .as_array()
+            .cloned()
+            .or_else(|| v.as_array().cloned())
+            .unwrap_or_default())
+    }
+}
