@@ -35,6 +35,8 @@ pub struct Settings {
     /// Headless sign-in: an authorize request whose `login_hint` names a world user signs that
     /// user in without the password page and accepts the consent it needs.
     pub auto_sign_in: bool,
+    /// Port of the forward proxy (proxy mode); `None` = no proxy, `Some(0)` = a free port.
+    pub proxy_port: Option<u16>,
 }
 
 /// Values given on the command line or in the environment (`None` = not given).
@@ -51,6 +53,7 @@ pub struct Overrides {
     pub key_seed: Option<u64>,
     pub journal_capacity: Option<usize>,
     pub auto_sign_in: Option<bool>,
+    pub proxy_port: Option<u16>,
 }
 
 /// A setting's value is out of range; names the key it came from.
@@ -129,6 +132,7 @@ impl Settings {
             issuer_host,
             key_seed: over.key_seed.or(file.key_seed),
             body_limit: DEFAULT_BODY_LIMIT,
+            proxy_port: over.proxy_port.or(file.proxy_port),
         })
     }
 }
