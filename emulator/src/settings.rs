@@ -171,6 +171,25 @@ mod tests {
     }
 
     #[test]
+    fn proxy_is_off_unless_a_port_is_given() {
+        let s = Settings::resolve(Overrides::default(), &ServerSection::default(), (0, 0))
+            .expect("settings");
+        assert_eq!(s.proxy_port, None);
+        let file = ServerSection {
+            proxy_port: Some(8888),
+            ..Default::default()
+        };
+        let s = Settings::resolve(Overrides::default(), &file, (0, 0)).expect("settings");
+        assert_eq!(s.proxy_port, Some(8888));
+        let over = Overrides {
+            proxy_port: Some(0),
+            ..Default::default()
+        };
+        let s = Settings::resolve(over, &file, (0, 0)).expect("settings");
+        assert_eq!(s.proxy_port, Some(0), "the flag wins over the file");
+    }
+
+    #[test]
     fn bad_values_name_their_key() {
         let file = ServerSection {
             bind: Some("not-an-ip".into()),

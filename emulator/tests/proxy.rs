@@ -553,3 +553,59 @@ async fn tunnels_close_with_the_emulator() {
         "the proxy port is closed"
     );
 }
+
+#[tokio::test]
+async fn the_binary_starts_its_proxy_from_the_environment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_m365-emulator"))
+        .args([
+            "serve",
+            "--https-port",
+            "0",
+            "--http-port",
+            "0",
+            "--key-seed",
+            "42",
+        ])
+        .arg("--state-dir")
+        .arg(&state)
+        .env("M365EMU_PROXY_PORT", "0")
+        .env_remove("M365EMU_READY_FILE")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn m365-emulator");
+    let ready_path = state.join("ready.json");
+    let ready: Value = tokio::time::timeout(Duration::from_secs(120), async {
+        loop {
+            if let Ok(text) = tokio::fs::read_to_string(&ready_path).await {
+                if let Ok(v) = serde_json::from_str::<Value>(&text) {
+                    return v;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the ready file appears");
+    let proxy = ready["proxy_url"]
+        .as_str()
+        .expect("proxy_url in the ready file");
+    let addr = proxy.strip_prefix("http://").expect("an http:// URL");
+    let mut stream = TcpStream::connect(addr).await.expect("the proxy listens");
+    stream
+        .write_all(b"CONNECT example.org:443 HTTP/1.1\r\nHost: example.org:443\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answer = Vec::new();
+    tokio::time::timeout(HTTP_TIMEOUT, stream.read_to_end(&mut answer))
+        .await
+        .expect("answer in time")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    assert!(answer.contains("example.org"), "{answer}");
+    child.kill().await.expect("stop the emulator");
+}
