@@ -538,12 +538,17 @@ async fn env_proxy_prints_the_proxy_and_trust_variables() {
 async fn tunnels_close_with_the_emulator() {
     let emulator = start_proxied(None).await;
     let c = proxied_client(&emulator);
-    let (status, _, _) = get_json(
-        &c,
-        &format!("https://{LOGIN}/{CONTOSO}/discovery/v2.0/keys"),
-    )
-    .await;
-    assert_eq!(status, 200);
+    let resp = c
+        .get(format!("https://{LOGIN}/{CONTOSO}/discovery/v2.0/keys"))
+        .send()
+        .await
+        .expect("keys through the tunnel");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.version(),
+        reqwest::Version::HTTP_2,
+        "HTTP/2 negotiated by ALPN inside the tunnel"
+    );
     let addr = emulator.proxy_addr().expect("proxy address");
     tokio::time::timeout(Duration::from_secs(15), emulator.shutdown())
         .await
