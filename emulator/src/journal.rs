@@ -84,6 +84,8 @@ pub struct JournalQuery {
     pub status: Option<u16>,
     pub since: Option<OffsetDateTime>,
     pub limit: Option<usize>,
+    /// The host the client addressed, without port (e.g. `manage.office.com` in proxy mode).
+    pub host: Option<String>,
 }
 
 impl JournalQuery {
@@ -101,6 +103,10 @@ impl JournalQuery {
                 .is_none_or(|o| o.eq_ignore_ascii_case(&e.operation))
             && eq(&self.tenant, &e.tenant)
             && eq(&self.client_id, &e.client_id)
+            && self
+                .host
+                .as_ref()
+                .is_none_or(|h| crate::http::host_without_port(&e.host).eq_ignore_ascii_case(h))
             && self.status.is_none_or(|s| s == e.status)
             && self.since.is_none_or(|t| e.time >= t)
     }

@@ -19,6 +19,7 @@ pub mod jose;
 pub mod journal;
 pub mod management;
 pub mod pki;
+pub mod proxy;
 pub mod ready;
 pub mod services;
 pub mod settings;
@@ -178,6 +179,21 @@ impl EmulatorBuilder {
         self
     }
 
+    /// Also runs the forward proxy of proxy mode on this port (0 = a free port): clients with
+    /// `HTTPS_PROXY` set to [`Emulator::proxy_uri`] reach the emulator by the real Microsoft
+    /// host names. Off unless asked for.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let emulator = m365_emulator::Emulator::builder().proxy_port(0).start().await?;
+    /// std::env::set_var("HTTPS_PROXY", emulator.proxy_uri().unwrap_or_default());
+    /// # Ok(()) }
+    /// ```
+    pub fn proxy_port(mut self, port: u16) -> Self {
+        self.overrides.proxy_port = Some(port);
+        self
+    }
+
     /// Replaces all overrides at once (what the CLI does).
     ///
     /// ```no_run
@@ -280,6 +296,10 @@ impl EmulatorBuilder {
                 addr: http_addr,
                 source,
             })?;
+        let proxy_listener = match settings.proxy_port {
+            Some(port) => Some(bind_listener(SocketAddr::new(bind, port)).await?),
+            None => None,
+        };
 
         // Key generation is CPU-bound; keep it off the async workers.
         let core =
@@ -291,7 +311,7 @@ impl EmulatorBuilder {
 
         let router = router(core.clone());
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(http::listener::serve(
                 https_listener,
                 Some(tls),
@@ -305,12 +325,23 @@ impl EmulatorBuilder {
                 shutdown_rx.clone(),
             )),
             // Webhook notifications follow the emulator's clock.
-            tokio::spawn(management::delivery::run(core.clone(), shutdown_rx)),
+            tokio::spawn(management::delivery::run(core.clone(), shutdown_rx.clone())),
         ];
+        let proxy_local = proxy_listener.as_ref().map(|(_, addr)| *addr);
+        if let Some((listener, _)) = proxy_listener {
+            let router = crate::router(core.clone());
+            tasks.push(tokio::spawn(proxy::serve(
+                listener,
+                core.clone(),
+                router,
+                shutdown_rx,
+            )));
+        }
         let host = url_host(https_local);
         let https_url = format!("https://{host}:{}", https_local.port());
         let http_url = format!("http://{host}:{}", http_local.port());
-        let ready = ReadyInfo::build(&core, &https_url, &http_url);
+        let mut ready = ReadyInfo::build(&core, &https_url, &http_url);
+        ready.proxy_url = proxy_local.map(|a| format!("http://{}:{}", url_host(a), a.port()));
         let mut ready_paths = vec![core.state_dir.join("ready.json")];
         ready_paths.extend(core.settings.ready_file.clone());
         for p in &ready_paths {
@@ -320,6 +351,7 @@ impl EmulatorBuilder {
             core,
             https_local,
             http_local,
+            proxy_local,
             ready,
             ready_paths,
             shutdown_tx,
@@ -327,6 +359,16 @@ impl EmulatorBuilder {
             _temp: temp,
         })
     }
+}
+
+async fn bind_listener(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { addr, source })?;
+    Ok((listener, local))
 }
 
 fn url_host(addr: SocketAddr) -> String {
@@ -380,6 +422,7 @@ pub fn router(core: Arc<Core>) -> Router {
     Router::new()
         .merge(services)
         .merge(admin::router())
+        .merge(proxy::router())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             core.clone(),
@@ -425,6 +468,7 @@ pub struct Emulator {
     core: Arc<Core>,
     https_local: SocketAddr,
     http_local: SocketAddr,
+    proxy_local: Option<SocketAddr>,
     ready: ReadyInfo,
     ready_paths: Vec<PathBuf>,
     shutdown_tx: watch::Sender<bool>,
@@ -493,6 +537,30 @@ impl Emulator {
     /// ```
     pub fn http_addr(&self) -> SocketAddr {
         self.http_local
+    }
+
+    /// The forward proxy's URL (`HTTPS_PROXY`), e.g. `http://127.0.0.1:41236`, when started
+    /// with [`EmulatorBuilder::proxy_port`].
+    ///
+    /// ```no_run
+    /// # async fn demo(emulator: m365_emulator::Emulator) -> Result<(), Box<dyn std::error::Error>> {
+    /// if let Some(proxy) = emulator.proxy_uri() {
+    ///     println!("export HTTPS_PROXY={proxy}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn proxy_uri(&self) -> Option<&str> {
+        self.ready.proxy_url.as_deref()
+    }
+
+    ///
+    /// ```no_run
+    /// # async fn demo(emulator: m365_emulator::Emulator) -> Result<(), Box<dyn std::error::Error>> {
+    /// let port = emulator.proxy_addr().map(|a| a.port());
+    /// # Ok(()) }
+    /// ```
+    pub fn proxy_addr(&self) -> Option<SocketAddr> {
+        self.proxy_local
     }
 
     /// The CA certificate (PEM) that clients must trust.

@@ -54,6 +54,10 @@ struct ServeArgs {
     /// Also write the ready file here (always written to STATE_DIR/ready.json).
     #[arg(long, value_name = "FILE", env = "M365EMU_READY_FILE")]
     ready_file: Option<PathBuf>,
+    /// Run the forward proxy of proxy mode on this port (0 picks a free port): clients with
+    /// HTTPS_PROXY set reach the emulator by the real Microsoft host names [default: off].
+    #[arg(long, value_name = "N", env = "M365EMU_PROXY_PORT")]
+    proxy_port: Option<u16>,
     /// Accepted clock skew for client assertions, in seconds [default: 300].
     #[arg(long, value_name = "N", env = "M365EMU_CLOCK_SKEW_SECONDS")]
     clock_skew_seconds: Option<u64>,
@@ -94,6 +98,10 @@ struct EnvArgs {
     /// State directory whose ready.json to read when --ready-file is not given.
     #[arg(long, value_name = "DIR", env = "M365EMU_STATE_DIR")]
     state_dir: Option<PathBuf>,
+    /// Proxy mode: HTTPS_PROXY, NO_PROXY and the CA trust variables, so that unmodified
+    /// programs keep their real Microsoft host names (needs an emulator run with --proxy-port).
+    #[arg(long)]
+    proxy: bool,
 }
 
 fn main() -> Result<()> {
@@ -123,6 +131,16 @@ fn env(args: EnvArgs) -> Result<()> {
     })?;
     let ready: ReadyInfo = serde_json::from_str(&text)
         .with_context(|| format!("{} is not an m365-emulator ready file", path.display()))?;
+    if args.proxy {
+        let exports = m365_emulator::proxy::env_exports(&ready).with_context(|| {
+            format!(
+                "the emulator of {} runs without its proxy: start it with --proxy-port N (0 = a free port)",
+                path.display()
+            )
+        })?;
+        print!("{exports}");
+        return Ok(());
+    }
     print!("{}", ready.env_exports());
     Ok(())
 }
@@ -151,6 +169,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         key_seed: args.key_seed,
         journal_capacity: args.journal_capacity,
         auto_sign_in: args.auto_sign_in,
+        proxy_port: args.proxy_port,
     };
     let mut faults = Vec::new();
     for (i, text) in args.faults.iter().enumerate() {
@@ -206,6 +225,9 @@ fn print_banner(e: &Emulator) {
             t.applications.len(),
             t.users.len()
         );
+    }
+    if let Some(proxy) = &r.proxy_url {
+        println!("\nProxy mode: {proxy} (real host names)   eval \"$(m365-emulator env --proxy)\"");
     }
     println!(
         "\nPoint a shell at it:   eval \"$(m365-emulator env)\"\n\

@@ -302,6 +302,18 @@ impl Pki {
         if let Some(cfg) = cache.get(names) {
             return Ok(cfg.clone());
         }
+        let cfg = self.issue_tls_server_config(names)?;
+        cache.insert(names.to_vec(), cfg.clone());
+        Ok(cfg)
+    }
+
+    /// A fresh leaf for `names` (DNS names or IP addresses), issued by the CA, in a rustls
+    /// server configuration offering HTTP/2 and HTTP/1.1; not cached (callers that issue per
+    /// host, like the proxy, keep their own bounded cache).
+    pub fn issue_tls_server_config(
+        &self,
+        names: &[String],
+    ) -> Result<Arc<rustls::ServerConfig>, PkiError> {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params.distinguished_name = dn(names.first().map(String::as_str).unwrap_or("localhost"));
@@ -328,9 +340,7 @@ impl Pki {
                 rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
             )?;
         cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        let cfg = Arc::new(cfg);
-        cache.insert(names.to_vec(), cfg.clone());
-        Ok(cfg)
+        Ok(Arc::new(cfg))
     }
 
     /// The client certificate for an app credential: loaded from the state directory, or

@@ -29,6 +29,10 @@ pub struct ReadyInfo {
     /// state directory (see [`crate::entra::managed_identity::identity_header`]).
     #[serde(default)]
     pub identity_header: String,
+    /// The forward proxy of proxy mode (`HTTPS_PROXY`), e.g. `http://127.0.0.1:8888`; absent
+    /// when the emulator runs without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -174,6 +178,7 @@ impl ReadyInfo {
             managed_identities,
             identity_endpoint: format!("{http_url}{}", managed_identity::APP_SERVICE_PATH),
             identity_header: managed_identity::identity_header(core),
+            proxy_url: None,
         }
     }
 

@@ -35,6 +35,8 @@ pub struct Settings {
     /// Headless sign-in: an authorize request whose `login_hint` names a world user signs that
     /// user in without the password page and accepts the consent it needs.
     pub auto_sign_in: bool,
+    /// Port of the forward proxy (proxy mode); `None` = no proxy, `Some(0)` = a free port.
+    pub proxy_port: Option<u16>,
 }
 
 /// Values given on the command line or in the environment (`None` = not given).
@@ -51,6 +53,7 @@ pub struct Overrides {
     pub key_seed: Option<u64>,
     pub journal_capacity: Option<usize>,
     pub auto_sign_in: Option<bool>,
+    pub proxy_port: Option<u16>,
 }
 
 /// A setting's value is out of range; names the key it came from.
@@ -129,6 +132,7 @@ impl Settings {
             issuer_host,
             key_seed: over.key_seed.or(file.key_seed),
             body_limit: DEFAULT_BODY_LIMIT,
+            proxy_port: over.proxy_port.or(file.proxy_port),
         })
     }
 }
@@ -164,6 +168,25 @@ mod tests {
         assert_eq!((s.https_port, s.http_port), (1, 9001));
         assert_eq!(s.clock_skew, Duration::seconds(60));
         assert_eq!(s.token_lifetime, Duration::seconds(3600));
+    }
+
+    #[test]
+    fn proxy_is_off_unless_a_port_is_given() {
+        let s = Settings::resolve(Overrides::default(), &ServerSection::default(), (0, 0))
+            .expect("settings");
+        assert_eq!(s.proxy_port, None);
+        let file = ServerSection {
+            proxy_port: Some(8888),
+            ..Default::default()
+        };
+        let s = Settings::resolve(Overrides::default(), &file, (0, 0)).expect("settings");
+        assert_eq!(s.proxy_port, Some(8888));
+        let over = Overrides {
+            proxy_port: Some(0),
+            ..Default::default()
+        };
+        let s = Settings::resolve(over, &file, (0, 0)).expect("settings");
+        assert_eq!(s.proxy_port, Some(0), "the flag wins over the file");
     }
 
     #[test]

@@ -50,6 +50,8 @@ pub struct ServerSection {
     pub journal_capacity: Option<usize>,
     /// Headless sign-in with `login_hint` (default false); see the README.
     pub auto_sign_in: Option<bool>,
+    /// Port of the forward proxy (proxy mode; absent = no proxy, 0 = a free port).
+    pub proxy_port: Option<u16>,
     /// Office 365 Management Activity API knobs (`[server.management]`).
     #[serde(default, skip_serializing_if = "ManagementSection::is_empty")]
     pub management: ManagementSection,

@@ -1,5 +1,5 @@
-//! `GET /_emulator/journal` (filters: service, operation, tenant, client_id, status, since,
-//! limit), `DELETE /_emulator/journal`, and `GET /_emulator/journal/stream` (NDJSON, live).
+//! `GET /_emulator/journal` (filters: service, operation, tenant, client_id, host, status,
+//! since, limit), `DELETE /_emulator/journal`, and `GET /_emulator/journal/stream` (NDJSON, live).
 
 use std::sync::Arc;
 
@@ -25,6 +25,7 @@ fn parse_query(raw: Option<&str>) -> Result<JournalQuery, AdminError> {
             "operation" => q.operation = Some(v.clone()),
             "tenant" => q.tenant = Some(v.clone()),
             "client_id" => q.client_id = Some(v.clone()),
+            "host" => q.host = Some(v.clone()),
             "status" => {
                 q.status = Some(v.parse().map_err(|_| {
                     AdminError::bad_request(format!(

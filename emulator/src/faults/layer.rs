@@ -196,6 +196,7 @@ async fn gather_facts(core: &Core, parts: &mut Parts, body: Body) -> (RequestFac
         method: parts.method.to_string(),
         path: parts.uri.path().to_string(),
         headers: parts.headers.clone(),
+        host: crate::http::host_without_port(&crate::http::authority(parts)).to_ascii_lowercase(),
     };
     (facts, body)
 }

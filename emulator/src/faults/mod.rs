@@ -36,6 +36,8 @@ pub struct RequestFacts {
     pub method: String,
     pub path: String,
     pub headers: http::HeaderMap,
+    /// The host the client addressed (`Host` or the HTTP/2 authority), lower-case, no port.
+    pub host: String,
 }
 
 impl RequestFacts {
@@ -152,6 +154,10 @@ pub fn matches(m: &rules::FaultMatch, f: &RequestFacts) -> bool {
         .path
         .as_ref()
         .is_none_or(|p| rules::glob_match(p, &f.path));
+    let host_ok = m
+        .host
+        .as_ref()
+        .is_none_or(|h| rules::glob_match(&h.to_ascii_lowercase(), &f.host));
     let headers_ok = m.headers.iter().all(|(name, value)| {
         f.headers
             .get_all(name.as_str())
@@ -164,5 +170,6 @@ pub fn matches(m: &rules::FaultMatch, f: &RequestFacts) -> bool {
         && tenant_ok
         && client_ok
         && path_ok
+        && host_ok
         && headers_ok
 }

@@ -32,6 +32,10 @@ pub struct FaultMatch {
     /// Request headers that must be present with these values (case-insensitive names).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
+    /// Glob over the host the client addressed, without port, case-insensitive (e.g.
+    /// `manage.office.com` through the proxy, `127.0.0.1` directly).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 /// What happens to a matching request.

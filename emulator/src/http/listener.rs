@@ -1,6 +1,7 @@
 //! The accept loop: TLS (rustls) or plain TCP, HTTP/1.1 and HTTP/2 (ALPN or prior knowledge)
 //! through hyper-util's auto builder, and graceful shutdown.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use super::header_case::ExactHeaderCase;
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::ServiceExt;
@@ -20,7 +21,7 @@ use crate::faults::rules::ConnectionFault;
 
 /// The service error that makes hyper close a connection without answering.
 #[derive(Debug)]
-struct ConnectionAborted;
+pub struct ConnectionAborted;
 
 impl std::fmt::Display for ConnectionAborted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -31,9 +32,9 @@ impl std::fmt::Display for ConnectionAborted {
 impl std::error::Error for ConnectionAborted {}
 
 /// How long open connections get to finish after shutdown is requested.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// A client that has not finished its TLS handshake by then is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves `router` on `listener` until `shutdown` turns true, then drains connections.
 pub async fn serve(
@@ -76,34 +77,10 @@ pub async fn serve(
             .try_clone()
             .ok()
             .map(Arc::new);
-        let router = router.clone();
-        let service =
-            hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(info);
-                let router = router.clone();
-                let socket = socket.clone();
-                async move {
-                    let resp = match router.oneshot(req.map(axum::body::Body::new)).await {
-                        Ok(resp) => resp,
-                        Err(never) => match never {},
-                    };
-                    match resp.extensions().get::<AbortConnection>() {
-                        None => Ok::<_, ConnectionAborted>(resp),
-                        Some(AbortConnection(kind)) => {
-                            if *kind == ConnectionFault::Reset {
-                                if let Some(s) = &socket {
-                                    let _ = s.set_linger(Some(Duration::ZERO));
-                                }
-                            }
-                            Err(ConnectionAborted)
-                        }
-                    }
-                }
-            });
+        let service = router_service(router.clone(), info, socket);
         let watcher = graceful.watcher();
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            let builder = auto::Builder::new(TokioExecutor::new());
             match acceptor {
                 Some(acceptor) => {
                     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
@@ -116,19 +93,9 @@ pub async fn serve(
                         }
                         Err(_) => return,
                     };
-                    let io = TokioIo::new(ExactHeaderCase::new(tls));
-                    let conn = builder.serve_connection_with_upgrades(io, service);
-                    if let Err(e) = watcher.watch(conn.into_owned()).await {
-                        tracing::debug!(%peer, "connection error: {e}");
-                    }
+                    serve_connection(tls, service, watcher, peer).await;
                 }
-                None => {
-                    let io = TokioIo::new(ExactHeaderCase::new(stream));
-                    let conn = builder.serve_connection_with_upgrades(io, service);
-                    if let Err(e) = watcher.watch(conn.into_owned()).await {
-                        tracing::debug!(%peer, "connection error: {e}");
-                    }
-                }
+                None => serve_connection(stream, service, watcher, peer).await,
             }
         });
     }
@@ -138,5 +105,65 @@ pub async fn serve(
         .is_err()
     {
         tracing::debug!("some connections did not finish within {DRAIN_TIMEOUT:?}");
+    }
+}
+
+/// The hyper service of one connection: `router`, with the connection facts as a request
+/// extension, and connection faults (`reset`, `drop`) turned into a closed connection.
+/// `socket` is a duplicate handle on the TCP socket, so a reset can set a zero linger.
+pub fn router_service(
+    router: Router,
+    info: ConnInfo,
+    socket: Option<Arc<socket2::Socket>>,
+) -> impl hyper::service::Service<
+    http::Request<hyper::body::Incoming>,
+    Response = axum::response::Response,
+    Error = ConnectionAborted,
+    Future: Send + 'static,
+> + Clone
+       + Send
+       + 'static {
+    hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(info);
+        let router = router.clone();
+        let socket = socket.clone();
+        async move {
+            let resp = match router.oneshot(req.map(axum::body::Body::new)).await {
+                Ok(resp) => resp,
+                Err(never) => match never {},
+            };
+            match resp.extensions().get::<AbortConnection>() {
+                None => Ok::<_, ConnectionAborted>(resp),
+                Some(AbortConnection(kind)) => {
+                    if *kind == ConnectionFault::Reset {
+                        if let Some(s) = &socket {
+                            let _ = s.set_linger(Some(Duration::ZERO));
+                        }
+                    }
+                    Err(ConnectionAborted)
+                }
+            }
+        }
+    })
+}
+
+/// Serves one connection (plain TCP, TLS, or a TLS tunnel of the proxy) with HTTP/1.1 or
+/// HTTP/2, under the listener's graceful-shutdown watch.
+pub async fn serve_connection<T, S>(stream: T, service: S, watcher: Watcher, peer: SocketAddr)
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = axum::response::Response,
+            Error = ConnectionAborted,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let io = TokioIo::new(ExactHeaderCase::new(stream));
+    let conn = builder.serve_connection_with_upgrades(io, service);
+    if let Err(e) = watcher.watch(conn.into_owned()).await {
+        tracing::debug!(%peer, "connection error: {e}");
     }
 }
