@@ -78,7 +78,11 @@ async fn admin(e: &Emulator, method: Method, path: &str, body: Option<Value>) ->
     if let Some(b) = body {
         req = req.json(&b);
     }
-    let (s, _, v) = read_json(req.send().await.expect("admin request")).await;
+    let resp = req.send().await.expect("admin request");
+    if resp.status() == reqwest::StatusCode::NO_CONTENT {
+        return (204, Value::Null);
+    }
+    let (s, _, v) = read_json(resp).await;
     (s, v)
 }
 
