@@ -92,6 +92,9 @@ async fn admin_ok(e: &Emulator, method: Method, path: &str, body: Option<Value>)
     v
 }
 
+/// An error case: snapshot name, method, URL, bearer token, JSON body, expected status.
+type Case<'a> = (&'a str, Method, String, Option<&'a str>, Option<Value>, u16);
+
 fn meetings_url(e: &Emulator, user: &str) -> String {
     format!("{}/v1.0/users/{user}/onlineMeetings", e.https_uri())
 }
@@ -546,7 +549,7 @@ async fn meeting_errors_have_graphs_shape() {
     let adele = meetings_url(&e, ADELE);
     let manage = secret_token(&c, &e, CONTOSO).await;
     let delegated = user_token(&c, &e, ADELE, "Adele-Pass-1!").await;
-    let cases: Vec<(&str, Method, String, Option<&str>, Option<Value>, u16)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "graph_error_no_token",
             Method::POST,
@@ -878,7 +881,7 @@ async fn chat_errors_have_graphs_shape() {
     let app = app_token(&c, &e).await;
     let url = chat_messages_url(&e, ONE_ON_ONE);
     let hello = || Some(json!({"body": {"content": "hi"}}));
-    let cases: Vec<(&str, Method, String, Option<&str>, Option<Value>, u16)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "graph_error_chat_non_member",
             Method::POST,

@@ -50,7 +50,7 @@ pub fn router() -> Router<Arc<Core>> {
 
 /// A control-plane error, rendered in the admin API's shape.
 #[derive(Debug)]
-pub struct TeamsAdminError(Response);
+pub struct TeamsAdminError(Box<Response>);
 
 impl TeamsAdminError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> TeamsAdminError {
@@ -62,7 +62,7 @@ impl TeamsAdminError {
         let mut outcome = Outcome::new("admin");
         outcome.error_code = Some(code.to_string());
         resp.extensions_mut().insert(outcome);
-        TeamsAdminError(resp)
+        TeamsAdminError(Box::new(resp))
     }
 
     fn bad_request(message: impl Into<String>) -> TeamsAdminError {
@@ -82,13 +82,13 @@ impl From<PolicyError> for TeamsAdminError {
 
 impl From<crate::admin::AdminError> for TeamsAdminError {
     fn from(e: crate::admin::AdminError) -> TeamsAdminError {
-        TeamsAdminError(e.into_response())
+        TeamsAdminError(Box::new(e.into_response()))
     }
 }
 
 impl IntoResponse for TeamsAdminError {
     fn into_response(self) -> Response {
-        self.0
+        *self.0
     }
 }
 

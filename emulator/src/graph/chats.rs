@@ -190,7 +190,7 @@ pub async fn send(
     let (parts, body) = req.into_parts();
     let call = match authenticate(&core, &parts, OP_MESSAGE_SEND) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let key = match authorize(&core, &call, &params, Access::Send) {
         Ok(k) => k,
@@ -311,7 +311,7 @@ pub async fn list(
     let (parts, _) = req.into_parts();
     let call = match authenticate(&core, &parts, OP_MESSAGE_LIST) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let options = QueryOptions::parse(parts.uri.query());
     let top = match options.top.as_deref().map(|t| parse_top(t, MAX_TOP)) {

@@ -428,7 +428,7 @@ async fn store(
     };
     let call = match authenticate(&core, &parts, op) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let organizer = match authorize(&core, &call, path_user(&params), Access::Write) {
         Ok(u) => u,
@@ -476,7 +476,7 @@ pub async fn get(
     let (parts, _) = req.into_parts();
     let call = match authenticate(&core, &parts, OP_MEETING_GET) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let organizer = match authorize(&core, &call, path_user(&params), Access::Read) {
         Ok(u) => u,
@@ -543,7 +543,7 @@ pub async fn list(
     let (parts, _) = req.into_parts();
     let call = match authenticate(&core, &parts, OP_MEETING_LIST) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let options = QueryOptions::parse(parts.uri.query());
     let filter =

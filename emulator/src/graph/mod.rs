@@ -227,7 +227,12 @@ fn version_of(parts: &Parts) -> &'static str {
 }
 
 /// Checks the bearer token (signature, issuer, lifetime, audience = Graph).
-pub fn authenticate(core: &Core, parts: &Parts, operation: &'static str) -> Result<Call, Response> {
+/// The error is the finished 401 response (boxed: a `Response` is large).
+pub fn authenticate(
+    core: &Core,
+    parts: &Parts,
+    operation: &'static str,
+) -> Result<Call, Box<Response>> {
     let now = core.clock.now();
     let ids = RequestIds::new(parts, now);
     let mut outcome = Outcome::new(operation);
@@ -261,15 +266,13 @@ pub fn authenticate(core: &Core, parts: &Parts, operation: &'static str) -> Resu
                 http::header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"\", authorization_uri=\"https://login.microsoftonline.com/common/oauth2/authorize\", client_id=\"00000003-0000-0000-c000-000000000000\""),
             );
-            return Err(resp);
+            return Err(Box::new(resp));
         }
     };
     let parse = |v: Option<&str>| v.and_then(|s| Uuid::parse_str(s).ok());
     let (Some(tenant), Some(app_id)) = (parse(token.tenant()), parse(token.client_id())) else {
-        return Err(
-            GraphError::unauthenticated("The token has no tenant or client.")
-                .respond(&ids, outcome),
-        );
+        let e = GraphError::unauthenticated("The token has no tenant or client.");
+        return Err(Box::new(e.respond(&ids, outcome)));
     };
     let scopes: Vec<String> = token.scopes().into_iter().map(str::to_string).collect();
     let user = if token.str("scp").is_some() {

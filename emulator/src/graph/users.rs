@@ -23,7 +23,7 @@ pub async fn get(
     let (parts, _) = req.into_parts();
     let call = match authenticate(&core, &parts, OP_USER) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let path_user = params.get("user").map(String::as_str);
     let allowed = match (call.caller.user, path_user) {
