@@ -171,3 +171,48 @@ impl TeamsSection {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_teams(extra: &str) -> Result<World, crate::world::WorldError> {
+        let text = format!("{}\n{extra}", crate::world::DEFAULT_WORLD_TOML);
+        World::from_toml_str(&text, "test")
+    }
+
+    #[test]
+    fn the_default_world_has_chats_and_a_trusted_endpoint() {
+        let w = World::default_world().expect("default world");
+        assert_eq!(w.teams.chats.len(), 2);
+        assert_eq!(
+            w.teams.sfb_trusted_endpoints[0].endpoint_id,
+            "sip:helpdesk@contoso.com"
+        );
+    }
+
+    #[test]
+    fn references_are_checked_and_errors_name_the_key() {
+        let cases = [
+            ("[[teams.chats]]\nid = \"19:x@thread.v2\"\ntenant = \"contoso.onmicrosoft.com\"\nmembers = [\"nobody@contoso.onmicrosoft.com\"]", "teams.chats[2].members"),
+            ("[[teams.chats]]\nid = \"19:adele-megan_0b5c8d1e@unq.gbl.spaces\"\ntenant = \"contoso.onmicrosoft.com\"\nmembers = [\"adele@contoso.onmicrosoft.com\"]", "teams.chats[2].id"),
+            ("[[teams.chats]]\nid = \"19:y@thread.v2\"\ntenant = \"contoso.onmicrosoft.com\"\nchat_type = \"oneOnOne\"\nmembers = [\"adele@contoso.onmicrosoft.com\"]", "teams.chats[2].members"),
+            ("[[teams.application_access_policies]]\ntenant = \"nowhere\"\nidentity = \"P\"", "teams.application_access_policies[0].tenant"),
+            ("[[teams.application_access_policies]]\ntenant = \"contoso.onmicrosoft.com\"\nidentity = \"a/b\"", "teams.application_access_policies[0].identity"),
+            ("[[teams.sfb_trusted_endpoints]]\ntenant = \"contoso.onmicrosoft.com\"\napp_id = \"06336e1e-f137-4f2b-8f1d-05d79d2b72e2\"\nendpoint_id = \"helpdesk\"", "teams.sfb_trusted_endpoints[1].endpoint_id"),
+        ];
+        for (extra, key) in cases {
+            let err = with_teams(extra).expect_err(extra).to_string();
+            assert!(err.contains(key), "{key}: {err}");
+        }
+        let ok = with_teams("[[teams.application_access_policies]]\ntenant = \"contoso.onmicrosoft.com\"\nidentity = \"Test-policy\"\napp_ids = [\"06336e1e-f137-4f2b-8f1d-05d79d2b72e2\"]\ngranted_to = [\"adele@contoso.onmicrosoft.com\"]").expect("valid");
+        let data = super::super::state::GraphData::from_world(&ok);
+        let tenant = ok.tenants[0].id;
+        let adele = ok.tenants[0].users[1].object_id;
+        let app = Uuid::parse_str("06336e1e-f137-4f2b-8f1d-05d79d2b72e2").expect("uuid");
+        let effective = data.policies[&tenant]
+            .effective(time::OffsetDateTime::now_utc())
+            .expect("effective");
+        assert!(effective.allows(&adele, &app));
+    }
+}
