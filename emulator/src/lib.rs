@@ -14,6 +14,7 @@ pub mod admin;
 pub mod clock;
 pub mod entra;
 pub mod faults;
+pub mod graph;
 pub mod http;
 pub mod jose;
 pub mod journal;
@@ -23,6 +24,7 @@ pub mod proxy;
 pub mod ready;
 pub mod services;
 pub mod settings;
+pub mod sfb;
 pub mod signing;
 pub mod state;
 pub mod template;
@@ -415,6 +417,8 @@ pub fn router(core: Arc<Core>) -> Router {
     let services = Router::new()
         .merge(entra::router())
         .merge(management::router())
+        .merge(graph::router())
+        .merge(sfb::router())
         .route_layer(axum::middleware::from_fn_with_state(
             core.clone(),
             faults::layer::layer,

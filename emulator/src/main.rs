@@ -1,6 +1,8 @@
 //! The `m365-emulator` command: argument parsing and process concerns only; everything else
 //! is the library.
 
+mod teams_cli;
+
 use std::net::IpAddr;
 use std::path::PathBuf;
 
@@ -31,6 +33,8 @@ enum Command {
     Env(EnvArgs),
     /// Print the embedded default world (TOML), a starting point for --config.
     DefaultWorld,
+    /// Teams admin cmdlets (application access policies) against a running emulator.
+    Teams(teams_cli::TeamsArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -113,6 +117,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         Some(Command::Serve(args)) => serve(args),
+        Some(Command::Teams(args)) => teams_cli::run(args),
         None => serve(cli.serve),
     }
 }

@@ -20,6 +20,12 @@ pub fn operation_of(route: &str) -> &'static str {
     if let Some(op) = management::operation(route) {
         return op;
     }
+    if let Some(op) = crate::graph::operation(route) {
+        return op;
+    }
+    if let Some(op) = crate::sfb::operation(route) {
+        return op;
+    }
     if route.starts_with("/_emulator/") {
         return "admin";
     }
@@ -28,7 +34,10 @@ pub fn operation_of(route: &str) -> &'static str {
 
 /// Whether some service's catalog has an error called `name`.
 pub fn known_error(name: &str) -> bool {
-    entra::errors::parse_name(name).is_some() || management::errors::parse_name(name).is_some()
+    entra::errors::parse_name(name).is_some()
+        || management::errors::parse_name(name).is_some()
+        || crate::graph::errors::parse_name(name).is_some()
+        || crate::sfb::parse_name(name).is_some()
 }
 
 /// Renders the named error in its service's wire shape; returns the response and the code.
@@ -45,6 +54,14 @@ pub fn named_error(
         parts.uri.query(),
     ) {
         return Some((e.render(core.clock.now()), e.code.to_string()));
+    }
+    if let Some(e) = crate::graph::errors::for_fault(name) {
+        let ids = crate::graph::errors::RequestIds::new(parts, core.clock.now());
+        return Some((e.render(&ids), e.code.to_string()));
+    }
+    if let Some(e) = crate::sfb::for_fault(name) {
+        let code = e.subcode.unwrap_or(e.code).to_string();
+        return Some((e.render(crate::http::Outcome::new(facts.operation)), code));
     }
     let e = entra::errors::for_fault(
         name,
@@ -73,6 +90,11 @@ pub fn throttled(
         }
         "management" => {
             management::errors::throttled(facts.operation, parts.uri.query(), core.clock.now())
+        }
+        "graph" => {
+            let ids = crate::graph::errors::RequestIds::new(parts, core.clock.now());
+            let e = crate::graph::errors::GraphError::throttled();
+            (e.render(&ids), e.code.to_string())
         }
         _ => {
             let body = json!({"error": {"code": "TooManyRequests", "message": "Too many requests. Retry after the time in the Retry-After header."}});

@@ -254,6 +254,9 @@ pub struct World {
     /// Fault rules loaded at start (and again on reset), in `/_emulator/faults` format.
     #[serde(default)]
     pub faults: Vec<serde_json::Value>,
+    /// Graph chats, application access policies, SfB trusted endpoints.
+    #[serde(default)]
+    pub teams: crate::graph::config::TeamsSection,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -753,6 +756,9 @@ impl World {
                 }
             }
         }
+        self.teams
+            .validate(self)
+            .map_err(|(key, message)| invalid(key, message))?;
         for (i, rule) in self.faults.iter().enumerate() {
             crate::faults::FaultSpec::from_json(rule.clone(), &crate::services::known_error)
                 .map_err(|e| invalid(format!("faults[{i}].{}", e.field), e.message))?;

@@ -78,6 +78,7 @@ pub fn router() -> Router<Arc<Core>> {
             "/_emulator/applications/{client_id}/keyCredentials/{key_id}",
             delete(delete_key_credential),
         )
+        .merge(crate::graph::admin::router())
         .layer(axum::middleware::from_fn(guard))
 }
 
