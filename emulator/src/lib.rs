@@ -10,6 +10,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod acs;
 pub mod admin;
 pub mod clock;
 pub mod entra;
@@ -373,6 +374,7 @@ pub fn router(core: Arc<Core>) -> Router {
     let services = Router::new()
         .merge(entra::router())
         .merge(management::router())
+        .merge(acs::router())
         .route_layer(axum::middleware::from_fn_with_state(
             core.clone(),
             faults::layer::layer,
@@ -380,6 +382,7 @@ pub fn router(core: Arc<Core>) -> Router {
     Router::new()
         .merge(services)
         .merge(admin::router())
+        .merge(acs::admin::router())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             core.clone(),

@@ -7,6 +7,7 @@ use http::request::Parts;
 use http::{HeaderValue, StatusCode};
 use serde_json::json;
 
+use crate::acs;
 use crate::entra;
 use crate::faults::RequestFacts;
 use crate::management;
@@ -20,6 +21,9 @@ pub fn operation_of(route: &str) -> &'static str {
     if let Some(op) = management::operation(route) {
         return op;
     }
+    if let Some(op) = acs::operation(route) {
+        return op;
+    }
     if route.starts_with("/_emulator/") {
         return "admin";
     }
@@ -28,7 +32,9 @@ pub fn operation_of(route: &str) -> &'static str {
 
 /// Whether some service's catalog has an error called `name`.
 pub fn known_error(name: &str) -> bool {
-    entra::errors::parse_name(name).is_some() || management::errors::parse_name(name).is_some()
+    entra::errors::parse_name(name).is_some()
+        || management::errors::parse_name(name).is_some()
+        || acs::errors::parse_name(name).is_some()
 }
 
 /// Renders the named error in its service's wire shape; returns the response and the code.
@@ -38,6 +44,11 @@ pub fn named_error(
     facts: &RequestFacts,
     parts: &Parts,
 ) -> Option<(Response, String)> {
+    if facts.service == "acs" {
+        if let Some(e) = acs::errors::for_fault(name) {
+            return Some((e.render(), e.code.to_string()));
+        }
+    }
     if let Some(e) = management::errors::for_fault(
         name,
         facts.operation,
@@ -74,6 +85,7 @@ pub fn throttled(
         "management" => {
             management::errors::throttled(facts.operation, parts.uri.query(), core.clock.now())
         }
+        "acs" => acs::errors::throttled(),
         _ => {
             let body = json!({"error": {"code": "TooManyRequests", "message": "Too many requests. Retry after the time in the Retry-After header."}});
             (

@@ -159,6 +159,8 @@ pub struct Core {
     pub flows: crate::entra::flows::FlowStore,
     /// Management Activity API subscriptions (and its outgoing webhook client).
     pub management: crate::management::store::Store,
+    /// ACS assignments, identities and issued ACS tokens.
+    pub acs: crate::acs::store::Store,
     /// Rules from the world file and `--fault` flags, re-added on reset.
     initial_faults: Vec<crate::faults::FaultSpec>,
     initial: Directory,
@@ -204,6 +206,7 @@ impl Core {
             faults: Faults::default(),
             flows: Default::default(),
             management: Default::default(),
+            acs: Default::default(),
             initial_faults,
             directory: RwLock::new(initial.clone()),
             initial,
@@ -243,6 +246,7 @@ impl Core {
         self.journal.clear();
         self.flows.clear();
         self.management.clear();
+        self.acs.clear();
         self.load_initial_faults();
     }
 }
