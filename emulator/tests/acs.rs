@@ -463,6 +463,8 @@ async fn seed_001_lifecycle_with_entra_app_tokens() {
 async fn hmac_failures_are_denied_precisely_and_change_nothing() {
     let em = start().await;
     let acs = Acs::new(&em);
+    // Every signature below is made at the same emulator time.
+    em.clock().freeze();
     let path = assignment_path(CONTOSO, ADELE_OID);
     let body = json!({"principalType": "user", "clientIds": [TEAMS_CLIENT]})
         .to_string()
@@ -539,7 +541,7 @@ async fn hmac_failures_are_denied_precisely_and_change_nothing() {
     ];
     for (name, headers, b) in cases {
         let answer = put(headers, b).await;
-        let v = acs_error(&answer, 401, "Denied");
+        let v = redact_host(acs_error(&answer, 401, "Denied"), &acs);
         insta::assert_json_snapshot!(format!("error_hmac_{name}"), v);
     }
 
@@ -596,7 +598,6 @@ async fn hmac_failures_are_denied_precisely_and_change_nothing() {
     );
 
     // A stale date: the clock moves six minutes past the signature (default skew 300 s).
-    em.clock().freeze();
     let stale = acs.signed_headers(&em, &acs.conn.access_key, &Method::PUT, &path, &body);
     em.clock().advance(time::Duration::minutes(6));
     let answer = put(stale.clone(), body.clone()).await;
@@ -620,6 +621,11 @@ async fn hmac_failures_are_denied_precisely_and_change_nothing() {
     let secondary = acs.signed_headers(&em, &acs.secondary, &Method::PUT, &path, &body);
     assert_eq!(put(secondary, body.clone()).await.0, 201);
     em.shutdown().await;
+}
+
+/// Replaces the emulator's authority (its port varies) by `emulator`.
+fn redact_host(v: Value, acs: &Acs) -> Value {
+    serde_json::from_str(&v.to_string().replace(&acs.conn.host, "emulator")).expect("JSON")
 }
 
 /// Replaces RFC 1123 dates in a message by a placeholder.
@@ -870,11 +876,12 @@ async fn identity_api_create_issue_revoke_delete() {
     let answer = acs
         .hmac(&em, Method::POST, &issue, &json!({"scopes": ["chat"]}))
         .await;
+    let gone = acs_error(&answer, 404, "NotFound")
+        .to_string()
+        .replace(&id, "[id]");
     insta::assert_json_snapshot!(
         "error_identity_deleted",
-        acs_error(&answer, 404, "NotFound")
-            .to_string()
-            .replace(&id, "[id]")
+        serde_json::from_str::<Value>(&gone).expect("JSON")
     );
     em.shutdown().await;
 }
@@ -882,6 +889,8 @@ async fn identity_api_create_issue_revoke_delete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn teams_phone_extensibility_exchange_needs_the_assignment() {
     let em = start().await;
+    // The Entra token and the exchange at the same instant: exact lifetimes in snapshots.
+    em.clock().freeze();
     let acs = Acs::new(&em);
     let http = client(&em);
     let exchange = format!("/access/teamsExtension/:exchangeAccessToken?api-version={TPE}");
@@ -987,6 +996,8 @@ async fn teams_phone_extensibility_exchange_needs_the_assignment() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn teams_user_exchange_checks_the_entra_token() {
     let em = start().await;
+    // The Entra token and the exchange at the same instant: exact lifetimes in snapshots.
+    em.clock().freeze();
     let acs = Acs::new(&em);
     let http = client(&em);
     let path = "/teamsUser/:exchangeAccessToken?api-version=2023-10-01";
@@ -1153,7 +1164,7 @@ async fn python_sdk_identity_and_teams_user_exchange() {
     }
     assert_eq!(
         run.case("hmac")["checks"].as_object().map(|c| c.len()),
-        Some(20),
+        Some(18),
         "{}",
         run.case("hmac")
     );

@@ -175,12 +175,14 @@ fn validate(body: &Map<String, Value>) -> Result<Assignment, AcsError> {
             for v in list {
                 match v.as_str().and_then(parse_guid) {
                     Some(_) => ids.push(v.as_str().unwrap_or_default().to_string()),
-                    None => return Err(AcsError::invalid(
-                        "clientIds",
-                        format!(
+                    None => {
+                        return Err(AcsError::invalid(
+                            "clientIds",
+                            format!(
                             "clientIds must hold application (client) id GUIDs; {v} is not one."
                         ),
-                    )),
+                        ))
+                    }
                 }
             }
             Some(ids)
