@@ -41,6 +41,9 @@ struct Acs {
     secondary: Vec<u8>,
 }
 
+/// Request headers as (name, value) pairs.
+type Headers = Vec<(&'static str, String)>;
+
 /// A response: status, headers, JSON body (`Null` when empty).
 type Answer = (u16, HeaderMap, Value);
 
@@ -492,7 +495,7 @@ async fn hmac_failures_are_denied_precisely_and_change_nothing() {
         async move { acs.send(Method::PUT, path, &b, &headers).await }
     };
 
-    let cases: Vec<(&str, Vec<(&str, String)>, Vec<u8>)> = vec![
+    let cases: Vec<(&str, Headers, Vec<u8>)> = vec![
         ("no_authorization", without("authorization"), body.clone()),
         (
             "malformed_header",
@@ -1185,5 +1188,71 @@ async fn python_sdk_identity_and_teams_user_exchange() {
     ] {
         assert!(ops.iter().any(|o| o == want), "{want} missing from {ops:?}");
     }
+    em.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_host_header_selects_the_resource() {
+    let fabrikam_id = "9b1d7f36-1c55-4d0e-8a43-54f2f0a6e2c1";
+    let fabrikam_key = STANDARD.encode([0x5a_u8; 32]);
+    let mut world = World::default_world().expect("default world");
+    world.acs.push(m365_emulator::world::AcsResource {
+        name: "fabrikam-acs".into(),
+        host: "fabrikam-acs.communication.azure.com".into(),
+        resource_id: fabrikam_id.parse().expect("GUID"),
+        tenant: "fabrikam.onmicrosoft.com".into(),
+        primary_key: fabrikam_key.clone(),
+        secondary_key: STANDARD.encode([0xa5_u8; 32]),
+    });
+    let em = start_with(Emulator::builder().key_seed(42).world(world)).await;
+    em.clock().freeze();
+    let contoso = Acs::new(&em);
+    // The real host name, resolved to the emulator: the TLS leaf carries the ACS hosts.
+    let host = "fabrikam-acs.communication.azure.com";
+    let ca = reqwest::Certificate::from_pem(em.ca_pem().as_bytes()).expect("CA");
+    let http = reqwest::Client::builder()
+        .tls_certs_only([ca])
+        .resolve(host, em.https_addr())
+        .no_proxy()
+        .timeout(support::HTTP_TIMEOUT)
+        .build()
+        .expect("client");
+    let authority = format!("{host}:{}", em.https_addr().port());
+    let target = "/identities?api-version=2023-10-01";
+    let create = |key: Vec<u8>| {
+        let (http, authority) = (&http, &authority);
+        let s = hmac::sign_request(&key, "POST", target, authority, em.clock().now(), b"");
+        async move {
+            let resp = http
+                .post(format!("https://{authority}{target}"))
+                .header("x-ms-date", s.x_ms_date)
+                .header("x-ms-content-sha256", s.x_ms_content_sha256)
+                .header("authorization", s.authorization)
+                .send()
+                .await
+                .expect("request");
+            read_json(resp).await
+        }
+    };
+    let (s, _, b) = create(STANDARD.decode(&fabrikam_key).expect("key")).await;
+    assert_eq!(s, 201, "{b}");
+    let id = b["identity"]["id"].as_str().expect("id");
+    assert!(id.starts_with(&format!("8:acs:{fabrikam_id}_")), "{id}");
+    // Contoso's key does not open Fabrikam's resource.
+    let (s, _, b) = create(contoso.conn.access_key.clone()).await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (401, Some("Denied")),
+        "{b}"
+    );
+    // An address without a known host name falls back to the first resource (Contoso).
+    let (s, _, b) = contoso.hmac(&em, Method::POST, target, &Value::Null).await;
+    assert_eq!(s, 201, "{b}");
+    assert!(
+        b["identity"]["id"]
+            .as_str()
+            .is_some_and(|i| i.starts_with(&format!("8:acs:{RESOURCE_ID}_"))),
+        "{b}"
+    );
     em.shutdown().await;
 }
