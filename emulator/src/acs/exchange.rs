@@ -127,7 +127,7 @@ fn exchange_teams_user(core: &Core, call: &mut Call) -> Result<Response, AcsErro
     let acs_token = super::identity::mint(core, &claims)?;
     core.acs
         .lock()
-        .record_token(&acs_token, TokenOwner::TeamsUser);
+        .record_token(&acs_token, TokenOwner::TeamsUser, exp, claims.iat);
     Ok(call.json(
         StatusCode::OK,
         json!({"token": acs_token, "expiresOn": expires_on(exp)}),
@@ -213,7 +213,7 @@ fn exchange_tpe(core: &Core, call: &mut Call) -> Result<Response, AcsError> {
     let acs_token = super::identity::mint(core, &claims)?;
     core.acs
         .lock()
-        .record_token(&acs_token, TokenOwner::Assignment(key));
+        .record_token(&acs_token, TokenOwner::Assignment(key), exp, claims.iat);
     Ok(call.json(
         StatusCode::OK,
         json!({"identity": {"id": identity}, "accessToken": {"token": acs_token, "expiresOn": expires_on(exp)}}),

@@ -224,7 +224,7 @@ fn issue(core: &Core, call: &Call, id: &str, r: &TokenRequest) -> Result<Value, 
     };
     let token = mint(core, &claims)?;
     let mut store = core.acs.lock();
-    store.record_token(&token, TokenOwner::Identity(id.to_string()));
+    store.record_token(&token, TokenOwner::Identity(id.to_string()), exp, iat);
     if let Some(i) = store.identities.get_mut(id) {
         i.last_token_issued_at = Some(iat);
     }

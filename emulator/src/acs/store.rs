@@ -44,7 +44,12 @@ pub enum TokenOwner {
 pub struct IssuedToken {
     pub owner: TokenOwner,
     pub revoked: bool,
+    /// `exp` (NumericDate): expired entries are pruned once the register grows large.
+    pub exp: i64,
 }
+
+/// Register size above which expired entries are dropped on the next insert.
+pub const PRUNE_ABOVE: usize = 10_000;
 
 #[derive(Debug, Default)]
 pub struct Inner {
@@ -67,12 +72,16 @@ impl Inner {
         n
     }
 
-    pub fn record_token(&mut self, token: &str, owner: TokenOwner) {
+    pub fn record_token(&mut self, token: &str, owner: TokenOwner, exp: i64, now: i64) {
+        if self.tokens.len() >= PRUNE_ABOVE {
+            self.tokens.retain(|_, t| t.exp > now);
+        }
         self.tokens.insert(
             crate::jose::sha256(token.as_bytes()),
             IssuedToken {
                 owner,
                 revoked: false,
+                exp,
             },
         );
     }
@@ -100,5 +109,27 @@ impl Store {
         init: impl FnOnce() -> Result<AcsSigningKey, String>,
     ) -> Result<Arc<AcsSigningKey>, String> {
         self.key.get_or_init(|| init().map(Arc::new)).clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revoking_is_per_owner_and_large_registers_drop_expired_entries() {
+        let mut inner = Inner::default();
+        let alice = TokenOwner::Identity("8:acs:r_a".into());
+        inner.record_token("t1", alice.clone(), 100, 0);
+        inner.record_token("t2", TokenOwner::TeamsUser, 100, 0);
+        assert_eq!(inner.revoke(&alice), 1);
+        assert_eq!(inner.revoke(&alice), 0);
+        for i in 0..PRUNE_ABOVE {
+            inner.record_token(&format!("old{i}"), TokenOwner::TeamsUser, 50, 0);
+        }
+        assert!(inner.tokens.len() > PRUNE_ABOVE);
+        inner.record_token("new", TokenOwner::TeamsUser, 500, 60);
+        // t1 and t2 (exp 100) and the new token survive; the entries with exp 50 are gone.
+        assert_eq!(inner.tokens.len(), 3);
     }
 }
