@@ -10,6 +10,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod acs;
 pub mod admin;
 pub mod clock;
 pub mod entra;
@@ -419,6 +420,7 @@ pub fn router(core: Arc<Core>) -> Router {
         .merge(management::router())
         .merge(graph::router())
         .merge(sfb::router())
+        .merge(acs::router())
         .route_layer(axum::middleware::from_fn_with_state(
             core.clone(),
             faults::layer::layer,
@@ -427,6 +429,7 @@ pub fn router(core: Arc<Core>) -> Router {
         .merge(services)
         .merge(admin::router())
         .merge(proxy::router())
+        .merge(acs::admin::router())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             core.clone(),

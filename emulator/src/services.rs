@@ -7,6 +7,7 @@ use http::request::Parts;
 use http::{HeaderValue, StatusCode};
 use serde_json::json;
 
+use crate::acs;
 use crate::entra;
 use crate::faults::RequestFacts;
 use crate::management;
@@ -26,6 +27,9 @@ pub fn operation_of(route: &str) -> &'static str {
     if let Some(op) = crate::sfb::operation(route) {
         return op;
     }
+    if let Some(op) = acs::operation(route) {
+        return op;
+    }
     if route.starts_with("/_emulator/") {
         return "admin";
     }
@@ -38,6 +42,7 @@ pub fn known_error(name: &str) -> bool {
         || management::errors::parse_name(name).is_some()
         || crate::graph::errors::parse_name(name).is_some()
         || crate::sfb::parse_name(name).is_some()
+        || acs::errors::parse_name(name).is_some()
 }
 
 /// Renders the named error in its service's wire shape; returns the response and the code.
@@ -47,6 +52,11 @@ pub fn named_error(
     facts: &RequestFacts,
     parts: &Parts,
 ) -> Option<(Response, String)> {
+    if facts.service == "acs" {
+        if let Some(e) = acs::errors::for_fault(name) {
+            return Some((e.render(), e.code.to_string()));
+        }
+    }
     if let Some(e) = management::errors::for_fault(
         name,
         facts.operation,
@@ -96,6 +106,7 @@ pub fn throttled(
             let e = crate::graph::errors::GraphError::throttled();
             (e.render(&ids), e.code.to_string())
         }
+        "acs" => acs::errors::throttled(),
         _ => {
             let body = json!({"error": {"code": "TooManyRequests", "message": "Too many requests. Retry after the time in the Retry-After header."}});
             (

@@ -161,6 +161,8 @@ pub struct Core {
     pub management: crate::management::store::Store,
     /// Graph: application access policies, online meetings, chats.
     pub graph: crate::graph::state::GraphState,
+    /// ACS assignments, identities and issued ACS tokens.
+    pub acs: crate::acs::store::Store,
     /// Rules from the world file and `--fault` flags, re-added on reset.
     initial_faults: Vec<crate::faults::FaultSpec>,
     initial: Directory,
@@ -207,6 +209,7 @@ impl Core {
             flows: Default::default(),
             management: Default::default(),
             graph: Default::default(),
+            acs: Default::default(),
             initial_faults,
             directory: RwLock::new(initial.clone()),
             initial,
@@ -247,6 +250,7 @@ impl Core {
         self.flows.clear();
         self.management.clear();
         self.graph.clear();
+        self.acs.clear();
         self.load_initial_faults();
     }
 }

@@ -55,6 +55,25 @@ pub struct ServerSection {
     /// Office 365 Management Activity API knobs (`[server.management]`).
     #[serde(default, skip_serializing_if = "ManagementSection::is_empty")]
     pub management: ManagementSection,
+    /// Azure Communication Services knobs (`[server.acs]`).
+    #[serde(default, skip_serializing_if = "AcsSection::is_empty")]
+    pub acs: AcsSection,
+}
+
+/// `[server.acs]`: HMAC verification.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AcsSection {
+    /// Accepted difference between `x-ms-date` and the emulator's clock, in seconds (default 300).
+    pub hmac_clock_skew_seconds: Option<u64>,
+    /// Send the expected string to sign with HMAC failures (default true).
+    pub expected_string_to_sign_header: Option<bool>,
+}
+
+impl AcsSection {
+    fn is_empty(&self) -> bool {
+        self == &AcsSection::default()
+    }
 }
 
 /// `[server.management]`: paging, the synthetic feed's volume, webhook trust.
