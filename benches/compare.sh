@@ -6,7 +6,8 @@
 #   benches/compare.sh            # about 4 minutes of measuring after the release build
 #
 # Environment knobs: BENCH_DURATION (per run, default 8s), BENCH_WARMUP (default 1s),
-# BENCH_OUT (results directory, default target/bench-results/<UTC time>).
+# BENCH_OUT (results directory, default target/bench-results/<UTC time>), BENCH_SKIP_BUILD=1
+# (use the release binaries already in the target directory).
 #
 # What it does (every number in the table comes from this one run):
 #  1. builds m365-emulator and m365-load in release mode;
@@ -36,6 +37,8 @@ WORK="$(mktemp -d -t m365-bench-XXXXXX)"
 mkdir -p "$REPORTS"
 
 log() { printf '[compare.sh] %s\n' "$*" >&2; }
+# Errors print as one message, not a backtrace.
+export RUST_BACKTRACE=0
 
 PIDS=()
 cleanup() {
@@ -52,8 +55,10 @@ for tool in cargo openssl node npm python3; do
 done
 
 # 1. Build.
-log "building (release): m365-emulator, m365-load"
-cargo build --release --locked -q -p m365-emulator -p m365-benches --bin m365-emulator --bin m365-load
+if [[ -z "${BENCH_SKIP_BUILD:-}" ]]; then
+	log "building (release): m365-emulator, m365-load"
+	cargo build --release --locked -q -p m365-emulator -p m365-benches --bin m365-emulator --bin m365-load
+fi
 EMU="$TARGET_DIR/release/m365-emulator"
 LOAD="$TARGET_DIR/release/m365-load"
 
@@ -130,7 +135,7 @@ for c in 1 8 64; do
 done
 ACS_NOTE=""
 if ! acs_out="$(run_load emulator acs-hmac 8 --ready-file "$READY" 2>&1)"; then
-	ACS_NOTE="$(tail -1 <<<"$acs_out" | sed 's/"/'"'"'/g')"
+	ACS_NOTE="$(grep -m1 -E 'first request failed|^Error' <<<"$acs_out" | cut -c1-200 | sed 's/"/'"'"'/g')"
 	log "acs-hmac not measured: $ACS_NOTE"
 else
 	echo "$acs_out"
@@ -172,8 +177,13 @@ done
 stop_emulator
 
 # 8. The peer over HTTPS with the same driver.
-openssl req -x509 -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -addext "subjectAltName=IP:127.0.0.1" \
-	-days 30 -keyout "$WORK/peer.key" -out "$WORK/peer.pem" 2>/dev/null
+# A CA and a leaf for 127.0.0.1 (rustls refuses a CA certificate as the server's own).
+openssl req -x509 -newkey rsa:2048 -nodes -subj "/CN=m365-bench peer CA" -days 30 \
+	-keyout "$WORK/peer-ca.key" -out "$WORK/peer-ca.pem" 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout "$WORK/peer.key" -out "$WORK/peer.csr" 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >"$WORK/peer.ext"
+openssl x509 -req -in "$WORK/peer.csr" -CA "$WORK/peer-ca.pem" -CAkey "$WORK/peer-ca.key" -CAcreateserial \
+	-days 30 -extfile "$WORK/peer.ext" -out "$WORK/peer.pem" 2>/dev/null
 PEER_PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 node "$PEER_JS" -a 127.0.0.1 -p "$PEER_PORT" -c "$WORK/peer.pem" -k "$WORK/peer.key" >"$WORK/peer.log" 2>&1 &
 PEER_PID=$!
@@ -187,7 +197,7 @@ sleep 1
 PEER_IDLE_RSS="$(rss_kib "$PEER_PID")"
 for c in 1 8 64; do
 	run_load oauth2-mock-server token-secret "$c" --target "https://127.0.0.1:$PEER_PORT" \
-		--ca "$WORK/peer.pem" --token-path /token --client-id m365-load --client-secret unused \
+		--ca "$WORK/peer-ca.pem" --token-path /token --client-id m365-load --client-secret unused \
 		--pid "$PEER_PID"
 done
 kill -TERM "$PEER_PID" 2>/dev/null || true

@@ -304,11 +304,15 @@ pub fn chart(reports: &Reports, args: &CompareArgs, out: &Path) -> anyhow::Resul
     chart
         .configure_mesh()
         .disable_x_mesh()
-        .x_labels(3)
+        // Ticks every 0.5; only the bar groups' centres (0.5, 1.5, 2.5) get a name.
+        .x_labels(7)
         .x_label_formatter(&|x| {
-            let i = (x - 0.5).round() as usize;
+            let i = x - 0.5;
+            if (i - i.round()).abs() > 0.01 || i < -0.01 {
+                return String::new();
+            }
             CONCURRENCIES
-                .get(i)
+                .get(i.round() as usize)
                 .map_or(String::new(), |c| format!("{c} connection(s)"))
         })
         .y_desc("tokens/s")
