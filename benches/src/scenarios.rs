@@ -54,7 +54,7 @@ enum Kind {
         assertions: Box<AssertionCache>,
     },
     Acs {
-        credential: AcsCredential,
+        credential: Box<AcsCredential>,
     },
     Drain(DrainPlan),
 }
@@ -346,8 +346,10 @@ pub async fn prepare(
                 )
             })?;
             Kind::Acs {
-                credential: AcsCredential::from_connection_string(text)
-                    .map_err(|e| anyhow!("acs-hmac: {e}"))?,
+                credential: Box::new(
+                    AcsCredential::from_connection_string(text)
+                        .map_err(|e| anyhow!("acs-hmac: {e}"))?,
+                ),
             }
         }
         Scenario::ManagementDrain => Kind::Drain(prepare_drain(conn, plan, args.days).await?),
