@@ -10,7 +10,8 @@
 # 3. Installs Debian's headless Chromium and its chromedriver when either is missing (for the
 #    browser test, emulator/tests/browser_and_msal_user_flows.rs) and points the tests at them
 #    (M365EMU_CHROMIUM, M365EMU_CHROMEDRIVER). Selenium never downloads a driver or a browser.
-# 4. Runs `cargo test --workspace --locked` with insta never writing snapshots.
+# 4. Compiles the criterion benches (full runs only), then runs `cargo test --workspace --locked`
+#    with insta never writing snapshots.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -87,5 +88,11 @@ export M365EMU_CHROMEDRIVER="$CHROMEDRIVER"
 export CI=true
 export INSTA_UPDATE=no
 
+# The criterion benches are not built by `cargo test`; compile them (no run) on full runs so
+# they never rot. They reuse the test build's dependencies: only the bench files compile.
+if [[ $# -eq 0 ]]; then
+	log "cargo test --workspace --locked --benches --no-run"
+	cargo test --workspace --locked --benches --no-run
+fi
 log "cargo test --workspace --locked $*"
 exec cargo test --workspace --locked "$@"
