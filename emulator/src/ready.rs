@@ -187,10 +187,11 @@ impl ReadyInfo {
         crate::pki::write_atomic(path, &json, true)
     }
 
-    /// `export NAME='value'` lines that point a shell at this emulator.
-    pub fn env_exports(&self) -> String {
-        let mut vars: Vec<(&str, String)> = Vec::new();
-        let ca = self.ca_cert_path.display().to_string();
+    /// The Azure SDK credential variables of the first tenant's first app with a secret (or
+    /// its first app): `AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET`,
+    /// `AZURE_CLIENT_CERTIFICATE_PATH`.
+    pub fn credential_vars(&self) -> Vec<(&'static str, String)> {
+        let mut vars = Vec::new();
         if let Some(t) = self.tenants.first() {
             vars.push(("AZURE_TENANT_ID", t.id.clone()));
             if let Some(app) = t
@@ -208,6 +209,14 @@ impl ReadyInfo {
                 }
             }
         }
+        vars
+    }
+
+    /// `export NAME='value'` lines that point a shell at this emulator.
+    pub fn env_exports(&self) -> String {
+        let mut vars: Vec<(&str, String)> = Vec::new();
+        let ca = self.ca_cert_path.display().to_string();
+        vars.extend(self.credential_vars());
         vars.push(("AZURE_AUTHORITY_HOST", self.https_url.clone()));
         vars.push(("SSL_CERT_FILE", ca.clone()));
         vars.push(("REQUESTS_CA_BUNDLE", ca.clone()));

@@ -84,18 +84,7 @@ impl SigningKeys {
     ) -> Result<SigningKey, PkiError> {
         let key_path = self.dir.join(format!("{stem}.key.pem"));
         let cert_path = self.dir.join(format!("{stem}.cert.pem"));
-        let read = |p: &Path| {
-            fs::read_to_string(p).map_err(|source| PkiError::Io {
-                path: p.to_path_buf(),
-                source,
-            })
-        };
-        let key_pem = read(&key_path)?;
-        let cert = CertInfo::from_pem(&read(&cert_path)?, &cert_path.display().to_string())?;
-        let der = pki::first_pem_block(&key_pem, "PRIVATE KEY")
-            .ok_or_else(|| PkiError::Rsa(format!("{} holds no PKCS#8 key", key_path.display())))?;
-        let signer =
-            RsaSigningKey::from_pkcs8_der(&der).map_err(|e| PkiError::Rsa(e.to_string()))?;
+        let (cert, signer) = load_key_pair(&key_path, &cert_path)?;
         Ok(SigningKey {
             kid: cert.x5t(),
             cert,
@@ -197,6 +186,25 @@ impl SigningKeys {
         self.save()?;
         Ok(new_key)
     }
+}
+
+/// A signing key and its certificate from PEM files (a PKCS#8 key, a certificate).
+pub fn load_key_pair(
+    key_path: &Path,
+    cert_path: &Path,
+) -> Result<(CertInfo, RsaSigningKey), PkiError> {
+    let read = |p: &Path| {
+        fs::read_to_string(p).map_err(|source| PkiError::Io {
+            path: p.to_path_buf(),
+            source,
+        })
+    };
+    let key_pem = read(key_path)?;
+    let cert = CertInfo::from_pem(&read(cert_path)?, &cert_path.display().to_string())?;
+    let der = pki::first_pem_block(&key_pem, "PRIVATE KEY")
+        .ok_or_else(|| PkiError::Rsa(format!("{} holds no PKCS#8 key", key_path.display())))?;
+    let signer = RsaSigningKey::from_pkcs8_der(&der).map_err(|e| PkiError::Rsa(e.to_string()))?;
+    Ok((cert, signer))
 }
 
 #[cfg(test)]

@@ -48,18 +48,7 @@ impl AcsSigningKey {
             pki::write_atomic(&key_path, key_pem.as_bytes(), true)?;
             pki::write_atomic(&cert_path, cert.pem().as_bytes(), false)?;
         }
-        let read = |p: &Path| {
-            std::fs::read_to_string(p).map_err(|source| PkiError::Io {
-                path: p.to_path_buf(),
-                source,
-            })
-        };
-        let key_pem = read(&key_path)?;
-        let cert = CertInfo::from_pem(&read(&cert_path)?, &cert_path.display().to_string())?;
-        let der = pki::first_pem_block(&key_pem, "PRIVATE KEY")
-            .ok_or_else(|| PkiError::Rsa(format!("{} holds no PKCS#8 key", key_path.display())))?;
-        let signer =
-            RsaSigningKey::from_pkcs8_der(&der).map_err(|e| PkiError::Rsa(e.to_string()))?;
+        let (cert, signer) = crate::signing::load_key_pair(&key_path, &cert_path)?;
         Ok(AcsSigningKey {
             kid: cert.x5t(),
             cert,

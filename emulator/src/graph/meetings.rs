@@ -531,7 +531,7 @@ pub fn parse_meeting_filter(text: &str) -> Result<MeetingFilter, GraphError> {
 }
 
 fn same_url(a: &str, b: &str) -> bool {
-    let decode = |s: &str| crate::management::percent_decode(s).unwrap_or_else(|| s.to_string());
+    let decode = |s: &str| crate::http::decode_path_segment(s).unwrap_or_else(|| s.to_string());
     a == b || decode(a).eq_ignore_ascii_case(&decode(b))
 }
 

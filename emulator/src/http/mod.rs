@@ -119,3 +119,25 @@ impl Outcome {
         }
     }
 }
+
+/// Strict percent-decoding of a path segment (`%24` → `$`, `+` stays `+`); `None` on a
+/// malformed escape or non-UTF-8 bytes. Shared by the services' path parsers.
+pub fn decode_path_segment(text: &str) -> Option<String> {
+    let b = text.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = b.get(i + 1..i + 3)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}

@@ -255,27 +255,7 @@ fn tenant_segment(parts: &Parts) -> String {
     percent_decode(raw).unwrap_or_else(|| raw.to_string())
 }
 
-/// Strict percent-decoding of a path segment (`%24` → `$`); `None` on a malformed escape or
-/// non-UTF-8 bytes.
-pub fn percent_decode(text: &str) -> Option<String> {
-    let b = text.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = b.get(i + 1..i + 3)?;
-            if !hex.iter().all(u8::is_ascii_hexdigit) {
-                return None;
-            }
-            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
+pub use crate::http::decode_path_segment as percent_decode;
 
 /// A tenant GUID as .NET parses one (hyphenated, plain or braced; not `urn:uuid:`).
 fn parse_guid(text: &str) -> Option<Uuid> {

@@ -325,23 +325,7 @@ pub fn env_exports(ready: &ReadyInfo) -> Option<String> {
     vars.push(("NODE_USE_ENV_PROXY", "1".to_string()));
     vars.push(("M365EMU_CA_CERT", ca));
     vars.push(("M365EMU_PROXY_URL", proxy.to_string()));
-    if let Some(t) = ready.tenants.first() {
-        vars.push(("AZURE_TENANT_ID", t.id.clone()));
-        if let Some(app) = t
-            .applications
-            .iter()
-            .find(|a| a.client_secret.is_some())
-            .or(t.applications.first())
-        {
-            vars.push(("AZURE_CLIENT_ID", app.client_id.clone()));
-            if let Some(s) = &app.client_secret {
-                vars.push(("AZURE_CLIENT_SECRET", s.clone()));
-            }
-            if let Some(p) = &app.certificate_path {
-                vars.push(("AZURE_CLIENT_CERTIFICATE_PATH", p.display().to_string()));
-            }
-        }
-    }
+    vars.extend(ready.credential_vars());
     if let Some(acs) = ready.acs.first() {
         let key = acs
             .connection_string
