@@ -20,7 +20,7 @@ use tokio::net::TcpStream;
 use support::python::{test_python, Script};
 use support::{
     get_json, post_form, secret_form_v2, start_with, COLLECTOR, COLLECTOR_SECRET, CONTOSO,
-    HTTP_TIMEOUT,
+    HTTP_TIMEOUT, TEAMS_PHONE,
 };
 
 const LOGIN: &str = "login.microsoftonline.com";
@@ -613,4 +613,85 @@ async fn the_binary_starts_its_proxy_from_the_environment() {
     assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
     assert!(answer.contains("example.org"), "{answer}");
     child.kill().await.expect("stop the emulator");
+}
+
+#[tokio::test]
+async fn graph_and_acs_are_served_on_their_real_hosts_through_the_proxy() {
+    use base64::Engine;
+    let emulator = start_proxied(None).await;
+    let http = proxied_client(&emulator);
+
+    // Graph: an app token from login.microsoftonline.com, then a user by UPN.
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", TEAMS_PHONE),
+        ("client_secret", "teams-phone-secret~0123456789abcdefghij"),
+        ("scope", "https://graph.microsoft.com/.default"),
+    ];
+    let r = http
+        .post(format!("https://{LOGIN}/{CONTOSO}/oauth2/v2.0/token"))
+        .form(&form)
+        .send()
+        .await
+        .expect("token through the proxy");
+    assert_eq!(r.status(), 200);
+    let token: Value = r.json().await.expect("json");
+    let token = token["access_token"].as_str().expect("token").to_string();
+    let r = http
+        .get("https://graph.microsoft.com/v1.0/users/adele@contoso.onmicrosoft.com")
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("Graph through the proxy");
+    assert_eq!(r.status(), 200);
+    let user: Value = r.json().await.expect("json");
+    assert_eq!(user["userPrincipalName"], "adele@contoso.onmicrosoft.com");
+    let r = http
+        .get("https://graph.microsoft.com/v1.0/users/adele@contoso.onmicrosoft.com")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(r.status(), 401, "no token: Graph's 401");
+
+    // ACS: the resource chosen by its host, an HMAC signature over that host.
+    let acs = &emulator.core().initial_directory().world.acs[0];
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(&acs.primary_key)
+        .expect("base64 key");
+    let target = "/identities?api-version=2023-10-01";
+    let body = b"{}";
+    let signed = m365_emulator::acs::hmac::sign_request(
+        &key,
+        "POST",
+        target,
+        &acs.host,
+        emulator.clock().now(),
+        body,
+    );
+    let r = http
+        .post(format!("https://{}{target}", acs.host))
+        .header("x-ms-date", signed.x_ms_date)
+        .header("x-ms-content-sha256", signed.x_ms_content_sha256)
+        .header("authorization", signed.authorization)
+        .header("content-type", "application/json")
+        .body(body.to_vec())
+        .send()
+        .await
+        .expect("ACS through the proxy");
+    assert_eq!(r.status(), 201);
+    let created: Value = r.json().await.expect("json");
+    assert!(created["identity"]["id"]
+        .as_str()
+        .is_some_and(|id| id.starts_with("8:acs:")));
+
+    let hosts: Vec<String> = journal(&emulator, "limit=100")
+        .await
+        .iter()
+        .filter_map(|e| e["host"].as_str().map(str::to_string))
+        .collect();
+    assert!(
+        hosts.iter().any(|h| h.starts_with("graph.microsoft.com")),
+        "{hosts:?}"
+    );
+    assert!(hosts.iter().any(|h| h.starts_with(&acs.host)), "{hosts:?}");
 }
