@@ -15,17 +15,9 @@ fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// The reference client's binary, built next to this test by `cargo test --workspace`.
+/// The reference client's adapter binary (a binary of this crate).
 fn reference_client() -> String {
-    let exe = std::env::current_exe().expect("test path");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let bin = dir.join("m365-reference-client");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo test --workspace` (scripts/test.sh)",
-        bin.display()
-    );
-    bin.display().to_string()
+    env!("CARGO_BIN_EXE_m365-reference-client").to_string()
 }
 
 fn python() -> Option<String> {

@@ -1,4 +1,5 @@
-//! `m365-reference-client`: the reference client as a conformance adapter
+//! `m365-reference-client`: the reference client (crate `m365-reference-client`, in
+//! conformance/clients/rust) as a conformance adapter
 //! (conformance/CONTRACT.md). The operation comes from `M365_CONFORMANCE_OPERATION`; results
 //! go to stdout as JSON lines.
 
