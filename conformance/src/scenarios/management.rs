@@ -102,6 +102,18 @@ async fn ground_truth(
         .collect())
 }
 
+/// The completeness checks for one run: every record of blobs created from `since` until a
+/// minute ago (drained by the reference client), each delivered once.
+async fn collected_everything(
+    ctx: &Ctx<'_>,
+    since: OffsetDateTime,
+    run: &ClientRun,
+) -> Result<Vec<Check>> {
+    let until = OffsetDateTime::now_utc() - Duration::minutes(1);
+    let expected = ground_truth(ctx, since, until).await?;
+    Ok(completeness(&expected, &run.records()))
+}
+
 /// Every expected record delivered, and none more than once.
 fn completeness(expected: &BTreeSet<String>, delivered: &[String]) -> Vec<Check> {
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
@@ -175,9 +187,7 @@ async fn starts_missing_subscription(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
         )
         .with_evidence(ev(&starts, 3)),
     ];
-    let expected =
-        ground_truth(ctx, since, OffsetDateTime::now_utc() - Duration::minutes(1)).await?;
-    checks.extend(completeness(&expected, &run.records()));
+    checks.extend(collected_everything(ctx, since, &run).await?);
     Ok(checks)
 }
 
@@ -213,9 +223,7 @@ async fn tolerates_already_enabled(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
         )
         .with_evidence(ev(&af20024, 2).into_iter().chain(ev(&lists, 1))),
     ];
-    let expected =
-        ground_truth(ctx, since, OffsetDateTime::now_utc() - Duration::minutes(1)).await?;
-    checks.extend(completeness(&expected, &run.records()));
+    checks.extend(collected_everything(ctx, since, &run).await?);
     Ok(checks)
 }
 
@@ -276,9 +284,7 @@ async fn follows_next_page_uri(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
         )
         .with_evidence(ev(&paged, 3)),
     ];
-    let expected =
-        ground_truth(ctx, since, OffsetDateTime::now_utc() - Duration::minutes(1)).await?;
-    checks.extend(completeness(&expected, &run.records()));
+    checks.extend(collected_everything(ctx, since, &run).await?);
     Ok(checks)
 }
 
@@ -342,17 +348,7 @@ async fn windows_at_most_24_hours(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
         )
         .with_evidence(ev(&long, 3)),
     ];
-    let t = tokens(ctx)?;
-    let mut d = Drainer::new(ctx.target.http.clone(), &t, &feed_url(ctx));
-    let drained = d
-        .drain(CT, since, OffsetDateTime::now_utc() - Duration::minutes(1))
-        .await?;
-    let expected: BTreeSet<String> = drained
-        .records
-        .iter()
-        .filter_map(|r| r["Id"].as_str().map(str::to_string))
-        .collect();
-    checks.extend(completeness(&expected, &run.records()));
+    checks.extend(collected_everything(ctx, since, &run).await?);
     Ok(checks)
 }
 
@@ -456,9 +452,7 @@ async fn honours_af429(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
             .with_evidence(ev(&gets, 2)),
         ),
     }
-    let expected =
-        ground_truth(ctx, since, OffsetDateTime::now_utc() - Duration::minutes(1)).await?;
-    checks.extend(completeness(&expected, &run.records()));
+    checks.extend(collected_everything(ctx, since, &run).await?);
     Ok(checks)
 }
 
@@ -502,8 +496,6 @@ async fn retries_af50000(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
             format!("first retry after {waited:.3} s"),
         ));
     }
-    let expected =
-        ground_truth(ctx, since, OffsetDateTime::now_utc() - Duration::minutes(1)).await?;
-    checks.extend(completeness(&expected, &run.records()));
+    checks.extend(collected_everything(ctx, since, &run).await?);
     Ok(checks)
 }
