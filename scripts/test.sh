@@ -99,13 +99,19 @@ cargo test --workspace --locked "$@"
 
 # Full runs also run the conformance suite the way users do, through its command line, and
 # keep the JUnit reports in target/conformance/: the Rust reference client must pass every
-# scenario; the naive client must fail exactly the scenarios of its expected-failures file.
+# scenario, the Python one (MSAL + requests, on the pinned virtualenv) every scenario it
+# supports; the naive client may fail only the scenarios of its expected-failures file.
 if [[ $# -eq 0 ]]; then
 	mkdir -p target/conformance
 	log "m365-conformance: the Rust reference client"
 	target/debug/m365-conformance run --client target/debug/m365-reference-client \
 		--report junit=target/conformance/reference-client.xml \
 		--report json=target/conformance/reference-client.json
+	log "m365-conformance: the Python reference client"
+	target/debug/m365-conformance run \
+		--client "$VENV/bin/python conformance/clients/python/m365_reference_client.py" \
+		--report junit=target/conformance/python-reference-client.xml \
+		--report json=target/conformance/python-reference-client.json
 	log "m365-conformance: the naive client, with its expected failures"
 	target/debug/m365-conformance run \
 		--client "$VENV/bin/python conformance/clients/naive/naive.py" \

@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
 use clap::{Parser, Subcommand};
@@ -56,6 +57,10 @@ struct RunArgs {
     /// Only list what would run.
     #[arg(long)]
     list: bool,
+    /// In-process emulators to run scenarios on at once (each scenario still has one to
+    /// itself). A running emulator (--emulator) runs them one after another.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=16))]
+    jobs: u16,
 }
 
 fn print_list() {
@@ -106,27 +111,32 @@ async fn run(args: RunArgs) -> Result<bool> {
         None => BTreeSet::new(),
     };
     let operations = runner::client_operations(&client, args.operations.as_deref()).await?;
-    let target = match &args.emulator {
+    let mut targets = Vec::new();
+    match &args.emulator {
         Some(url) => {
             let ready = args
                 .ready_file
                 .clone()
                 .unwrap_or_else(|| m365_emulator::settings::default_state_dir().join("ready.json"));
-            Target::remote(url, &ready).await?
+            targets.push(Arc::new(Target::remote(url, &ready).await?));
         }
-        None => Target::in_process().await?,
-    };
+        None => {
+            let jobs = usize::from(args.jobs).min(selected.len().max(1));
+            for _ in 0..jobs {
+                targets.push(Arc::new(Target::in_process().await?));
+            }
+        }
+    }
     eprintln!(
-        "m365-conformance: {} scenarios against `{client}` (operations: {})",
+        "m365-conformance: {} scenarios against `{client}` on {} emulator(s) (operations: {})",
         selected.len(),
+        targets.len(),
         operations.iter().cloned().collect::<Vec<_>>().join(", ")
     );
-    let mut results = Vec::new();
-    for s in &selected {
-        let r = runner::run_scenario(&target, &client, s, &operations, &expected).await;
-        eprintln!("{}", report::progress_line(&r));
-        results.push(r);
-    }
+    let results = runner::run_all(targets, &client, &selected, &operations, &expected, |r| {
+        eprintln!("{}", report::progress_line(r))
+    })
+    .await;
     print!("{}", report::table(&results));
     for (kind, file) in reports {
         let text = if kind == "junit" {

@@ -1,15 +1,18 @@
 //! Runs scenarios against a client: resets the emulator, runs the scenario, and turns its
-//! checks into a result. Scenarios run one after the other (they share the emulator's
-//! clock, journal and knobs).
+//! checks into a result. Scenarios on one emulator run one after the other (they share its
+//! clock, journal and knobs); with several emulators, each runs its own share at once.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use serde_json::Value;
 use tokio::io::AsyncReadExt;
+
+use m365_emulator::ready::ReadyApplication;
 
 use crate::scenario::{Check, Outcome, Scenario, ScenarioResult};
 use crate::target::{Target, TENANT};
@@ -80,9 +83,19 @@ pub struct Ctx<'t> {
 }
 
 impl Ctx<'_> {
-    /// The contract's environment for `operation` (see conformance/CONTRACT.md).
+    /// The contract's environment for `operation` (see conformance/CONTRACT.md), as the
+    /// default world's audit collector.
     pub fn env(&self, operation: &str, cred: Cred) -> Result<Vec<(String, String)>> {
-        let app = self.target.collector()?;
+        self.env_as(self.target.collector()?, operation, cred)
+    }
+
+    /// The contract's environment for `operation`, as application `app` of the tenant.
+    pub fn env_as(
+        &self,
+        app: &ReadyApplication,
+        operation: &str,
+        cred: Cred,
+    ) -> Result<Vec<(String, String)>> {
         let ca = self.target.ca_path().display().to_string();
         let base = self.target.base().to_string();
         let mut env = vec![
@@ -113,13 +126,13 @@ impl Ctx<'_> {
                 "AZURE_CLIENT_SECRET".into(),
                 app.client_secret
                     .clone()
-                    .context("the collector has no secret")?,
+                    .with_context(|| format!("{} has no secret", app.client_id))?,
             )),
             Cred::Certificate => env.push((
                 "AZURE_CLIENT_CERTIFICATE_PATH".into(),
                 app.certificate_path
                     .as_ref()
-                    .context("the collector has no certificate")?
+                    .with_context(|| format!("{} has no certificate", app.client_id))?
                     .display()
                     .to_string(),
             )),
@@ -142,6 +155,20 @@ impl Ctx<'_> {
         extra: &[(&str, String)],
     ) -> Result<ClientRun> {
         let mut env = self.env(operation, cred)?;
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        run_command(&self.client, &env).await
+    }
+
+    /// Runs the client once as application `app`, with the contract's environment plus
+    /// `extra`.
+    pub async fn run_client_as(
+        &self,
+        app: &ReadyApplication,
+        operation: &str,
+        cred: Cred,
+        extra: &[(&str, String)],
+    ) -> Result<ClientRun> {
+        let mut env = self.env_as(app, operation, cred)?;
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
         run_command(&self.client, &env).await
     }
@@ -284,4 +311,98 @@ pub async fn run_scenario(
     }
     result.seconds = started.elapsed().as_secs_f64();
     result
+}
+
+/// One scenario to run for one client.
+#[derive(Clone)]
+pub struct Job {
+    pub client: String,
+    pub scenario: Scenario,
+    pub operations: Arc<BTreeSet<String>>,
+    pub expected: Arc<BTreeSet<String>>,
+}
+
+/// Runs `scenarios` for `client` on the `targets` (see [`run_jobs`]).
+pub async fn run_all(
+    targets: Vec<Arc<Target>>,
+    client: &str,
+    scenarios: &[Scenario],
+    operations: &BTreeSet<String>,
+    expected: &BTreeSet<String>,
+    progress: impl Fn(&ScenarioResult) + Send + Sync + 'static,
+) -> Vec<ScenarioResult> {
+    let (operations, expected) = (Arc::new(operations.clone()), Arc::new(expected.clone()));
+    let jobs = scenarios
+        .iter()
+        .map(|s| Job {
+            client: client.to_string(),
+            scenario: *s,
+            operations: operations.clone(),
+            expected: expected.clone(),
+        })
+        .collect();
+    run_jobs(targets, jobs, progress).await
+}
+
+/// Runs the jobs on the `targets`, each emulator taking the next job as soon as it is free,
+/// and calls `progress` as each one finishes. Results come back in the jobs' order.
+pub async fn run_jobs(
+    targets: Vec<Arc<Target>>,
+    jobs: Vec<Job>,
+    progress: impl Fn(&ScenarioResult) + Send + Sync + 'static,
+) -> Vec<ScenarioResult> {
+    let queue = Arc::new(Mutex::new(
+        jobs.iter().cloned().enumerate().collect::<VecDeque<_>>(),
+    ));
+    let progress = Arc::new(progress);
+    let mut workers = tokio::task::JoinSet::new();
+    for target in targets {
+        let (queue, progress) = (queue.clone(), progress.clone());
+        workers.spawn(async move {
+            let mut done = Vec::new();
+            loop {
+                let next = queue.lock().map(|mut q| q.pop_front()).unwrap_or(None);
+                let Some((index, job)) = next else { break };
+                let r = run_scenario(
+                    &target,
+                    &job.client,
+                    &job.scenario,
+                    &job.operations,
+                    &job.expected,
+                )
+                .await;
+                progress(&r);
+                done.push((index, r));
+            }
+            done
+        });
+    }
+    let mut finished = Vec::new();
+    while let Some(done) = workers.join_next().await {
+        if let Ok(done) = done {
+            finished.extend(done);
+        }
+    }
+    finished.sort_by_key(|(index, _)| *index);
+    let mut finished = finished.into_iter().peekable();
+    // A job whose worker died (a panic in a check) still gets a FAILED result.
+    let mut ordered = Vec::with_capacity(jobs.len());
+    for (index, job) in jobs.iter().enumerate() {
+        let s = &job.scenario;
+        match finished.next_if(|(i, _)| *i == index) {
+            Some((_, r)) => ordered.push(r),
+            None => ordered.push(ScenarioResult {
+                id: s.id.into(),
+                title: s.title.into(),
+                requirement: s.requirement.into(),
+                suite: s.suite.into(),
+                outcome: Outcome::Failed,
+                expected_failure: job.expected.contains(s.id),
+                seconds: 0.0,
+                checks: Vec::new(),
+                error: Some("the scenario's worker stopped unexpectedly".into()),
+            }),
+        }
+    }
+    ordered
 }

@@ -72,6 +72,7 @@ impl Check {
 pub type ScenarioFuture<'a> = Pin<Box<dyn Future<Output = anyhow::Result<Vec<Check>>> + Send + 'a>>;
 
 /// A scenario: setup, one or more client runs, checks on the client's output and the journal.
+#[derive(Clone, Copy)]
 pub struct Scenario {
     /// Stable id, e.g. `ENTRA-CERT-001`.
     pub id: &'static str,
@@ -83,6 +84,19 @@ pub struct Scenario {
     /// The contract operation the client must support (else SKIPPED).
     pub operation: &'static str,
     pub run: for<'a> fn(&'a Ctx) -> ScenarioFuture<'a>,
+    /// How the scenario is shown to fail: naive-client variants (flags to
+    /// conformance/clients/naive/naive.py) that break its rule, each with words of the check
+    /// that must then be FAILED (conformance/tests/mutation.rs runs them all).
+    pub mutants: &'static [Mutant],
+}
+
+/// A naive-client variant that breaks a scenario's rule, and the check that catches it.
+#[derive(Debug, Clone, Copy)]
+pub struct Mutant {
+    /// Command-line flags of naive.py (empty: the default naive client).
+    pub flags: &'static str,
+    /// Words of the rule of a check that must be FAILED.
+    pub failing_rule: &'static str,
 }
 
 /// A scenario's result, as the reports show it.

@@ -1,23 +1,23 @@
-//! Every check is shown to fail against a client that violates it (the naive client, in the
-//! variant that breaks that scenario's rule), and the reference client passes every scenario.
-//! The naive client runs on the test virtualenv's Python (M365EMU_TEST_PYTHON, set by
-//! scripts/test.sh).
+//! Every scenario is shown to fail against a client that violates its rule (the naive client,
+//! in each variant the scenario names in its `mutants`, with the named check FAILED), and the
+//! reference clients pass every scenario they support. Scenarios run on several in-process
+//! emulators at once. The Python clients run on the test virtualenv's Python
+//! (M365EMU_TEST_PYTHON, set by scripts/test.sh).
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use m365_conformance::runner::{client_operations, run_scenario};
+use m365_conformance::runner::{client_operations, run_jobs, Job};
 use m365_conformance::scenario::Outcome;
 use m365_conformance::scenarios;
 use m365_conformance::target::Target;
 
+/// In-process emulators the jobs are spread over.
+const EMULATORS: usize = 3;
+
 fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// The reference client's adapter binary (a binary of this crate).
-fn reference_client() -> String {
-    env!("CARGO_BIN_EXE_m365-reference-client").to_string()
 }
 
 fn python() -> Option<String> {
@@ -28,82 +28,101 @@ fn python() -> Option<String> {
     }
 }
 
-/// Which naive variant breaks each scenario's rule, and words of the rule that must fail.
-const MUTANTS: &[(&str, &str, &str)] = &[
-    ("ENTRA-SECRET-001", "--bad-scope", "succeeded"),
-    ("ENTRA-CERT-001", "", "aud is exactly the token endpoint"),
-    ("ENTRA-CACHE-001", "", "one token request serves all three"),
-    ("ENTRA-ERROR-001", "", "non-zero exit"),
-    ("ENTRA-THROTTLE-001", "", "Retry-After"),
-    ("MGMT-SUB-001", "", "starts the missing subscription"),
-    (
-        "MGMT-SUB-002",
-        "--start-always",
-        "after AF20024 the client goes on",
-    ),
-    (
-        "MGMT-SUB-003",
-        "",
-        "instead of reporting an empty audit log",
-    ),
-    ("MGMT-PAGE-001", "--start-always", "NextPageUri names"),
-    ("MGMT-WINDOW-001", "--start-always", "at most 24 hours"),
-    (
-        "MGMT-BLOB-001",
-        "--start-always --double-fetch",
-        "fetched once",
-    ),
-    ("MGMT-LATE-001", "", "record"),
-    ("MGMT-THROTTLE-001", "--start-always", "Retry-After"),
-    (
-        "MGMT-RETRY-001",
-        "--start-always",
-        "retries the listing until it succeeds",
-    ),
-];
+async fn targets() -> Vec<Arc<Target>> {
+    let mut v = Vec::new();
+    for _ in 0..EMULATORS {
+        v.push(Arc::new(Target::in_process().await.expect("emulator")));
+    }
+    v
+}
+
+async fn job(client: String, scenario: scenarios::Scenario) -> Job {
+    let ops = client_operations(&client, None)
+        .await
+        .unwrap_or_else(|e| panic!("{client} describes itself: {e:#}"));
+    Job {
+        client,
+        scenario,
+        operations: Arc::new(ops),
+        expected: Arc::new(BTreeSet::new()),
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_scenario_fails_for_a_client_that_breaks_its_rule_and_passes_for_the_reference() {
     let Some(python) = python() else { return };
     let all = scenarios::all();
-    let ids: BTreeSet<&str> = all.iter().map(|s| s.id).collect();
-    let mutated: BTreeSet<&str> = MUTANTS.iter().map(|m| m.0).collect();
-    assert_eq!(ids, mutated, "every scenario needs a mutant");
-
-    let target = Target::in_process().await.expect("emulator");
-    let none = BTreeSet::new();
     let naive = workspace().join("conformance/clients/naive/naive.py");
-    for (id, flags, rule) in MUTANTS {
-        let s = all.iter().find(|s| s.id == *id).expect("scenario");
-        let client = format!("{python} {} {flags}", naive.display());
-        let ops = client_operations(&client, None)
-            .await
-            .expect("naive describes itself");
-        let r = run_scenario(&target, &client, s, &ops, &none).await;
-        assert_eq!(
-            r.outcome,
-            Outcome::Failed,
-            "{id} should fail for `naive.py {flags}`: {r:#?}"
-        );
-        assert!(
-            r.checks
-                .iter()
-                .any(|c| c.outcome == Outcome::Failed && c.rule.contains(rule)),
-            "{id}: the failing checks should include “{rule}”: {:#?}",
-            r.checks
-        );
-        assert!(r.error.is_none(), "{id}: {:?}", r.error);
-    }
 
-    let reference = reference_client();
-    let ops = client_operations(&reference, None).await.expect("describe");
+    // Every scenario names at least one naive variant that must fail it.
+    let mut mutant_jobs = Vec::new();
+    let mut expectations = Vec::new();
     for s in &all {
-        let r = run_scenario(&target, &reference, s, &ops, &none).await;
-        assert_eq!(
-            r.outcome,
-            Outcome::Passed,
-            "{} should pass for the reference client: {r:#?}",
+        assert!(!s.mutants.is_empty(), "{} needs a mutant", s.id);
+        for m in s.mutants {
+            let client = format!("{python} {} {}", naive.display(), m.flags);
+            mutant_jobs.push(job(client, *s).await);
+            expectations.push((s.id, m.flags, m.failing_rule));
+        }
+    }
+    // The reference clients pass every scenario they support (the Rust one supports all).
+    let reference = env!("CARGO_BIN_EXE_m365-reference-client").to_string();
+    let python_reference = format!(
+        "{python} {}",
+        workspace()
+            .join("conformance/clients/python/m365_reference_client.py")
+            .display()
+    );
+    let mut reference_jobs = Vec::new();
+    for s in &all {
+        reference_jobs.push(job(reference.clone(), *s).await);
+        reference_jobs.push(job(python_reference.clone(), *s).await);
+    }
+    let rust_ops = reference_jobs[0].operations.clone();
+    for s in &all {
+        assert!(
+            rust_ops.contains(s.operation),
+            "the Rust reference client must support `{}` ({})",
+            s.operation,
             s.id
         );
     }
+
+    let n_mutants = mutant_jobs.len();
+    let mut jobs = mutant_jobs;
+    jobs.extend(reference_jobs);
+    let results = run_jobs(targets().await, jobs.clone(), |r| {
+        eprintln!("{} {} {:.1}s", r.id, r.outcome.as_str(), r.seconds)
+    })
+    .await;
+
+    let mut problems = Vec::new();
+    for (r, (id, flags, rule)) in results[..n_mutants].iter().zip(&expectations) {
+        let caught = r
+            .checks
+            .iter()
+            .any(|c| c.outcome == Outcome::Failed && c.rule.contains(rule));
+        if r.outcome != Outcome::Failed || !caught || r.error.is_some() {
+            problems.push(format!(
+                "{id} should fail for `naive.py {flags}` with a FAILED check “{rule}”: {r:#?}"
+            ));
+        }
+    }
+    for (r, j) in results[n_mutants..].iter().zip(&jobs[n_mutants..]) {
+        let supported = j.operations.contains(j.scenario.operation);
+        let want = if supported {
+            Outcome::Passed
+        } else {
+            Outcome::Skipped
+        };
+        if r.outcome != want {
+            problems.push(format!(
+                "{} should be {} for `{}`: {r:#?}",
+                r.id,
+                want.as_str(),
+                j.client
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n\n"));
 }

@@ -10,11 +10,11 @@ use crate::scenario::{summarize, Check, Scenario};
 
 pub fn scenarios() -> Vec<Scenario> {
     vec![
-        scenario!("ENTRA-SECRET-001", "entra", "token", "Gets an app-only token with a client secret", "https://learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant-flow#first-case-access-token-request-with-a-shared-secret", secret_token),
-        scenario!("ENTRA-CERT-001", "entra", "token", "Signs a correct certificate client assertion", "https://learn.microsoft.com/entra/identity-platform/certificate-credentials#assertion-format", certificate_assertion),
-        scenario!("ENTRA-CACHE-001", "entra", "token", "Reuses a token within its lifetime", "https://learn.microsoft.com/entra/identity-platform/msal-acquire-cache-tokens", token_reuse),
-        scenario!("ENTRA-ERROR-001", "entra", "token", "Surfaces an AADSTS error and does not retry a 4xx", "https://learn.microsoft.com/entra/identity-platform/reference-error-codes", error_surfaced),
-        scenario!("ENTRA-THROTTLE-001", "entra", "token", "Honours Retry-After on a 429 from the token endpoint", "https://learn.microsoft.com/entra/identity-platform/msal-error-handling-python#retrying-after-errors-and-exceptions", retry_after_honoured),
+        scenario!("ENTRA-SECRET-001", "entra", "token", "Gets an app-only token with a client secret", "https://learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant-flow#first-case-access-token-request-with-a-shared-secret", secret_token, mutants: [("--bad-scope", "succeeded")]),
+        scenario!("ENTRA-CERT-001", "entra", "token", "Signs a correct certificate client assertion", "https://learn.microsoft.com/entra/identity-platform/certificate-credentials#assertion-format", certificate_assertion, mutants: [("", "aud is exactly the token endpoint")]),
+        scenario!("ENTRA-CACHE-001", "entra", "token", "Reuses a token within its lifetime", "https://learn.microsoft.com/entra/identity-platform/msal-acquire-cache-tokens", token_reuse, mutants: [("", "one token request serves all three")]),
+        scenario!("ENTRA-ERROR-001", "entra", "token", "Surfaces an AADSTS error and does not retry a 4xx", "https://learn.microsoft.com/entra/identity-platform/reference-error-codes", error_surfaced, mutants: [("", "non-zero exit")]),
+        scenario!("ENTRA-THROTTLE-001", "entra", "token", "Honours Retry-After on a 429 from the token endpoint", "https://learn.microsoft.com/entra/identity-platform/msal-error-handling-python#retrying-after-errors-and-exceptions", retry_after_honoured, mutants: [("", "Retry-After")]),
     ]
 }
 

@@ -1,14 +1,17 @@
 //! Every scenario, one file per service.
 
+pub use crate::scenario::Scenario;
+
 pub mod entra;
 pub mod management;
 
-use crate::scenario::Scenario;
 
-/// Wraps an `async fn(&Ctx) -> Result<Vec<Check>>` as a scenario's `run`.
+/// Wraps an `async fn(&Ctx) -> Result<Vec<Check>>` as a scenario's `run`, with the naive
+/// variants that must fail it: `mutants: [("--flags", "words of the failing rule"), …]`.
 #[macro_export]
 macro_rules! scenario {
-    ($id:literal, $suite:literal, $op:literal, $title:literal, $req:literal, $f:ident) => {
+    ($id:literal, $suite:literal, $op:literal, $title:literal, $req:literal, $f:ident,
+     mutants: [$(($flags:literal, $rule:literal)),+ $(,)?]) => {
         $crate::scenario::Scenario {
             id: $id,
             suite: $suite,
@@ -16,6 +19,7 @@ macro_rules! scenario {
             title: $title,
             requirement: $req,
             run: |ctx| Box::pin($f(ctx)),
+            mutants: &[$($crate::scenario::Mutant { flags: $flags, failing_rule: $rule }),+],
         }
     };
 }
