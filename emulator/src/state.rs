@@ -48,6 +48,9 @@ pub struct Directory {
     /// in O(1) however many apps the world registers. Checked on use, so an edit of the list
     /// that forgets the index costs a linear search, never a wrong answer.
     app_index: HashMap<Uuid, usize>,
+    /// Access-token lifetime set at run time (`PATCH /_emulator/entra/settings`), until reset;
+    /// `None`: the `token_lifetime_seconds` setting.
+    pub token_lifetime: Option<time::Duration>,
 }
 
 impl Directory {
@@ -107,6 +110,7 @@ impl Directory {
             world,
             certificates,
             app_index,
+            token_lifetime: None,
         })
     }
 
@@ -244,6 +248,12 @@ impl Core {
     /// Read access to the directory. Handlers never hold it across an await point.
     pub fn directory(&self) -> RwLockReadGuard<'_, Directory> {
         self.directory.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The lifetime of the access tokens minted now: the run-time setting in `dir` (the
+    /// caller's guard on the directory), else the start-up one.
+    pub fn token_lifetime(&self, dir: &Directory) -> time::Duration {
+        dir.token_lifetime.unwrap_or(self.settings.token_lifetime)
     }
 
     pub fn directory_mut(&self) -> RwLockWriteGuard<'_, Directory> {

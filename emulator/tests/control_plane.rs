@@ -6,6 +6,8 @@ mod support;
 
 use std::time::Duration;
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use m365_emulator::jose::JwsAlg;
 use serde_json::{json, Value};
 use support::*;
@@ -689,4 +691,54 @@ async fn both_listeners_speak_http1_and_http2() {
     let resp = h2c.get(url(e.uri())).send().await.expect("h2c");
     assert_eq!(resp.version(), reqwest::Version::HTTP_2);
     assert_eq!(resp.json::<Value>().await.expect("json")["status"], "ok");
+}
+
+#[tokio::test]
+async fn token_lifetime_is_shortened_at_run_time_until_reset() {
+    let e = start().await;
+    let c = client(&e);
+    let settings = format!("{}/_emulator/entra/settings", e.https_uri());
+    let patch = |body: Value| {
+        let (c, url) = (c.clone(), settings.clone());
+        async move {
+            let resp = c.patch(url).json(&body).send().await.expect("patch");
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.expect("json"))
+        }
+    };
+    let (_, _, before) = get_json(&c, &settings).await;
+    assert_eq!(before, json!({"token_lifetime_seconds": 3600}));
+
+    let (s, after) = patch(json!({"token_lifetime_seconds": 60})).await;
+    assert_eq!((s, &after), (200, &json!({"token_lifetime_seconds": 60})));
+    let (s, body) = collector_token_status(&c, &e).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["expires_in"], 59, "{body}");
+    let token = body["access_token"].as_str().expect("token");
+    let payload = token.split('.').nth(1).expect("payload");
+    let claims: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(payload)
+            .expect("base64url"),
+    )
+    .expect("claims");
+    let lifetime = claims["exp"].as_i64().expect("exp") - claims["nbf"].as_i64().expect("nbf");
+    assert_eq!(lifetime, 60 + 300, "nbf is 5 minutes early, as Entra's");
+
+    // Out of range and unknown keys are refused, naming what is wrong; nothing changes.
+    let (s, err) = patch(json!({"token_lifetime_seconds": 59})).await;
+    assert_eq!(s, 400);
+    insta::assert_json_snapshot!("entra_settings_out_of_range", err);
+    let (s, err) = patch(json!({"lifetime": 120})).await;
+    assert_eq!(s, 400);
+    assert!(err["error"]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("unknown field `lifetime`")));
+    let (_, _, unchanged) = get_json(&c, &settings).await;
+    assert_eq!(unchanged, after);
+
+    let (s, _) = admin_post(&c, format!("{}/_emulator/reset", e.https_uri()), json!({})).await;
+    assert_eq!(s, 200);
+    let (_, body) = collector_token_status(&c, &e).await;
+    assert_eq!(body["expires_in"], 3599, "{body}");
 }

@@ -4,6 +4,7 @@
 
 pub mod clock;
 pub mod consents;
+pub mod entra;
 pub mod faults;
 pub mod journal;
 pub mod management;
@@ -42,6 +43,10 @@ pub fn router() -> Router<Arc<Core>> {
         )
         .route("/_emulator/faults/{id}", delete(faults::remove))
         .route("/_emulator/journal/stream", get(journal::stream))
+        .route(
+            "/_emulator/entra/settings",
+            get(entra::get_settings).patch(entra::patch_settings),
+        )
         .route(
             "/_emulator/management/settings",
             get(management::get_settings).patch(management::patch_settings),

@@ -329,7 +329,7 @@ fn issue(
         requested,
         roles,
         now,
-        core.settings.token_lifetime,
+        core.token_lifetime(dir),
     )
     .map_err(|e| MiError {
         status: StatusCode::INTERNAL_SERVER_ERROR,

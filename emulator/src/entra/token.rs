@@ -239,7 +239,7 @@ fn issue(
         &key,
         &grant,
         now,
-        core.settings.token_lifetime,
+        core.token_lifetime(dir),
         &core.settings.issuer_host,
     )
     .map_err(|e| AadError::with_message(9002313, format!("Token signing failed: {e}")))?;

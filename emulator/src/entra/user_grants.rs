@@ -412,7 +412,7 @@ fn respond(
         &key,
         &grant,
         now,
-        settings.token_lifetime,
+        core.token_lifetime(client.dir),
         &settings.issuer_host,
     )
     .map_err(sign_err)?;
