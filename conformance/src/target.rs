@@ -139,6 +139,30 @@ impl Target {
             .map(drop)
     }
 
+    /// `PATCH /_emulator/entra/settings` (e.g. a short token lifetime), until reset.
+    pub async fn entra_settings(&self, patch: Value) -> Result<()> {
+        self.admin(reqwest::Method::PATCH, "entra/settings", Some(patch))
+            .await
+            .map(drop)
+    }
+
+    /// Removes every key credential (certificate) of an application; returns how many.
+    pub async fn remove_key_credentials(&self, client_id: &str) -> Result<usize> {
+        let path = format!("applications/{client_id}/keyCredentials");
+        let list = self.admin(reqwest::Method::GET, &path, None).await?;
+        let ids: Vec<String> = list["keyCredentials"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|k| k["keyId"].as_str().map(str::to_string))
+            .collect();
+        for id in &ids {
+            self.admin(reqwest::Method::DELETE, &format!("{path}/{id}"), None)
+                .await?;
+        }
+        Ok(ids.len())
+    }
+
     pub async fn disable_subscription(&self, content_type: &str) -> Result<()> {
         let path = format!("management/{TENANT}/subscriptions/disable?contentType={content_type}");
         self.admin(reqwest::Method::POST, &path, None)

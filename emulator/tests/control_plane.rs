@@ -716,12 +716,9 @@ async fn token_lifetime_is_shortened_at_run_time_until_reset() {
     assert_eq!(body["expires_in"], 59, "{body}");
     let token = body["access_token"].as_str().expect("token");
     let payload = token.split('.').nth(1).expect("payload");
-    let claims: Value = serde_json::from_slice(
-        &URL_SAFE_NO_PAD
-            .decode(payload)
-            .expect("base64url"),
-    )
-    .expect("claims");
+    let claims: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64url"))
+            .expect("claims");
     let lifetime = claims["exp"].as_i64().expect("exp") - claims["nbf"].as_i64().expect("nbf");
     assert_eq!(lifetime, 60 + 300, "nbf is 5 minutes early, as Entra's");
 

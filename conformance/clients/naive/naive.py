@@ -11,8 +11,12 @@ every scenario to prove that each check fails when a client violates it. Do not 
     and treats AF20024 as a failure), one window from the cursor to now whatever its length,
     NextPageUri ignored, cursor on the newest *event* time (CreationTime), no overlap, no
     de-duplication; --double-fetch downloads every blob twice;
-  * certificate assertions: `aud` = the authority host, one-hour lifetime, no thumbprint;
-  * --bad-scope: asks for the resource without `/.default`.
+  * certificate assertions: `aud` = the authority host, one-hour lifetime, no thumbprint
+    (--good-assertion: correct ones);
+  * --bad-scope: asks for the resource without `/.default`;
+  * --cache-no-margin: caches tokens but uses them up to the second they expire;
+  * --hot-retry: retries 429 and 5xx at once, up to 20 times;
+  * --insecure: does not check server certificates.
 
 Uses only `requests` and `cryptography` (both in the test virtualenv). One module per
 service, `naive_<service>.py` next to this file, each with an `OPERATIONS` table; flags are

@@ -1,10 +1,11 @@
 """What the Python reference client's operations share: contract variables, output lines,
 the MSAL confidential client (with its token cache) and one HTTP retry policy.
 
-Retry policy (the one the conformance suite checks): a 429 or 503 waits for Retry-After
-(seconds; 2 s when absent); other 5xx and connection errors back off exponentially from
-0.5 s; at most MAX_ATTEMPTS attempts; any other 4xx is final and raised with the service's
-error code. A 401 from a resource drops the cached token once and retries with a new one.
+Retry policy (the one the conformance suite checks): 429, 5xx and the Management API's
+AF429/AF50000 are retried — after Retry-After when the answer has one, else after an
+exponential backoff from 0.25 s; connection errors back off too; at most MAX_ATTEMPTS
+attempts; any other 4xx is final and raised with the service's error code. A 401 from a
+resource drops the cached token once and retries with a new one.
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ import msal
 import requests
 
 MAX_ATTEMPTS = 5
+# Token requests: MSAL holds a 5xx without Retry-After for 5 s (its ThrottledHttpClient),
+# answering from memory meanwhile, so each retry waits that long; three attempts bound it.
+TOKEN_ATTEMPTS = 3
+MSAL_5XX_HOLD = 5.0
 HTTP_TIMEOUT = 30
 
 
@@ -53,13 +58,6 @@ def ca_bundle() -> str | bool:
     return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE") or True
 
 
-def session() -> requests.Session:
-    s = requests.Session()
-    s.verify = ca_bundle()
-    s.trust_env = False  # no proxies from the caller's environment
-    return s
-
-
 def error_code(resp: requests.Response) -> str:
     """The service's error code from an error body (Entra, Management, ACS, Graph shapes)."""
     try:
@@ -76,20 +74,49 @@ def error_code(resp: requests.Response) -> str:
     return f"HTTP{resp.status_code}"
 
 
+def backoff(attempt: int) -> float:
+    """Exponential backoff before attempt `attempt + 1`: 0.25 s, 0.5 s, 1 s, 2 s."""
+    return 0.25 * 2 ** (attempt - 1)
+
+
 def retry_delay(resp: requests.Response | None, attempt: int) -> float | None:
     """Seconds to wait before the next attempt, or None when the answer is final."""
     if resp is None:
-        return 0.5 * 2 ** (attempt - 1)
-    if resp.status_code in (429, 503):
-        try:
-            return max(float(resp.headers.get("Retry-After", "2")), 0.0)
-        except ValueError:
-            return 2.0
-    if resp.status_code >= 500:
-        return 0.5 * 2 ** (attempt - 1)
-    if resp.status_code == 400 and error_code(resp) == "AF50000":  # Management: internal error
-        return 0.5 * 2 ** (attempt - 1)
-    return None
+        return backoff(attempt)
+    retryable = (
+        resp.status_code == 429
+        or resp.status_code >= 500
+        or (resp.status_code == 400 and error_code(resp) == "AF50000")  # Management: internal
+        or (resp.status_code == 403 and error_code(resp) == "AF429")  # Management: throttled
+    )
+    if not retryable:
+        return None
+    try:
+        return max(float(resp.headers["Retry-After"]), 0.0)
+    except (KeyError, ValueError):
+        return backoff(attempt)
+
+
+class RecordingSession(requests.Session):
+    """requests.Session that remembers the last response and when it arrived, so that the
+    caller of MSAL (which returns only an error dict) can still honour its Retry-After."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.verify = ca_bundle()
+        self.trust_env = False  # no proxies from the caller's environment
+        self.last_response: requests.Response | None = None
+        self.last_arrival = 0.0
+
+    def request(self, *args, **kwargs):  # type: ignore[override]
+        resp = super().request(*args, **kwargs)
+        self.last_response, self.last_arrival = resp, time.monotonic()
+        return resp
+
+
+def session() -> RecordingSession:
+    """An HTTP session that trusts the emulator's CA and ignores proxy variables."""
+    return RecordingSession()
 
 
 class Tokens:
@@ -107,33 +134,43 @@ class Tokens:
             credential: object = {"private_key": pem[key_at:], "public_certificate": pem[:key_at]}
         else:
             credential = env("AZURE_CLIENT_SECRET")
-        http = session()
+        self.http = RecordingSession()
         self.app = msal.ConfidentialClientApplication(
             env("AZURE_CLIENT_ID"),
             client_credential=credential,
             authority=authority,
             instance_discovery=False,
-            http_client=http,
+            http_client=self.http,
         )
 
     def token(self, scope: str, force_refresh: bool = False) -> str:
-        """A token for `scope`; a 429/5xx from Entra is retried as the policy says (MSAL keeps
-        a throttled answer until its Retry-After has passed, so no request goes early)."""
-        for attempt in range(1, MAX_ATTEMPTS + 1):
+        """A token for `scope`. A 429 or 5xx from Entra is retried as the policy says, waiting
+        for Retry-After from the moment that answer arrived; anything else is final."""
+        for attempt in range(1, TOKEN_ATTEMPTS + 1):
             if force_refresh:
                 self._forget(scope)
-            result = self.app.acquire_token_for_client(scopes=[scope])
+            self.http.last_response = None
+            try:
+                result = self.app.acquire_token_for_client(scopes=[scope])
+            except msal.exceptions.MsalServiceError as e:  # MSAL raises on some 5xx
+                result = {"error": "server_error", "error_description": str(e)}
             if "access_token" in result:
                 return result["access_token"]
+            last = self.http.last_response
             codes = result.get("error_codes") or []
-            code = f"AADSTS{codes[0]}" if codes else str(result.get("error"))
-            transient = result.get("error") in ("temporarily_unavailable", "server_error") or any(
-                c in (90055, 50196) for c in codes
-            )
-            if not transient or attempt == MAX_ATTEMPTS:
+            code = f"AADSTS{codes[0]}" if codes else (error_code(last) if last is not None else str(result.get("error")))
+            if last is not None:
+                delay = retry_delay(last, attempt)
+                if delay is not None and "Retry-After" not in last.headers:
+                    delay = max(delay, MSAL_5XX_HOLD)
+            else:  # MSAL answered from its own throttling memory, without a request
+                transient = result.get("error") in ("temporarily_unavailable", "server_error")
+                delay = backoff(attempt) if transient else None
+            if delay is None or attempt == TOKEN_ATTEMPTS:
                 raise ClientError(code, str(result.get("error_description", result)))
-            log(f"token request failed ({code}), attempt {attempt}; retrying")
-            time.sleep(min(1.0 * attempt, 4.0))
+            wait = self.http.last_arrival + delay - time.monotonic()
+            log(f"token request failed ({code}), attempt {attempt}; retrying in {max(wait, 0):.2f} s")
+            time.sleep(max(wait, 0.0))
         raise ClientError("client_error", "unreachable")
 
     def _forget(self, scope: str) -> None:

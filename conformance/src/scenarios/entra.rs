@@ -14,6 +14,12 @@ pub fn scenarios() -> Vec<Scenario> {
         scenario!("ENTRA-CERT-001", "entra", "token", "Signs a correct certificate client assertion", "https://learn.microsoft.com/entra/identity-platform/certificate-credentials#assertion-format", certificate_assertion, mutants: [("", "aud is exactly the token endpoint")]),
         scenario!("ENTRA-CACHE-001", "entra", "token", "Reuses a token within its lifetime", "https://learn.microsoft.com/entra/identity-platform/msal-acquire-cache-tokens", token_reuse, mutants: [("", "one token request serves all three")]),
         scenario!("ENTRA-ERROR-001", "entra", "token", "Surfaces an AADSTS error and does not retry a 4xx", "https://learn.microsoft.com/entra/identity-platform/reference-error-codes", error_surfaced, mutants: [("", "non-zero exit")]),
+        scenario!("ENTRA-REFRESH-001", "entra", "token", "Gets a new token before the cached one expires", "https://learn.microsoft.com/entra/identity-platform/msal-acquire-cache-tokens#acquiring-tokens", refresh_before_expiry, mutants: [("--cache-no-margin", "renewed before use")]),
+        scenario!("ENTRA-CERT-002", "entra", "token", "Reports AADSTS700027 when its certificate is no longer registered, without retrying", "https://learn.microsoft.com/entra/identity-platform/reference-error-codes#aadsts-error-codes", certificate_removed, mutants: [("--good-assertion", "non-zero exit"), ("--good-assertion --hot-retry --raise", "not retried")]),
+        scenario!("ENTRA-TLS-001", "entra", "token", "Refuses a server certificate its CA bundle does not trust", "https://www.rfc-editor.org/rfc/rfc9110#section-4.3.4", refuses_untrusted_server, mutants: [("--insecure", "no token request reaches a server it does not trust")]),
+        scenario!("ENTRA-ERROR-002", "entra", "token", "Reports AADSTS700016 (application not found) without retrying", "https://learn.microsoft.com/entra/identity-platform/reference-error-codes#aadsts-error-codes", unknown_application_reported, mutants: [("", "non-zero exit"), ("--hot-retry --raise", "not retried")]),
+        scenario!("ENTRA-RETRY-001", "entra", "token", "Retries a 503 from the token endpoint with a bounded backoff", "https://learn.microsoft.com/entra/identity-platform/msal-error-handling-python#retrying-after-errors-and-exceptions", retries_server_errors, mutants: [("", "gets its token after two 503 answers"), ("--hot-retry", "waits before each retry")]),
+        scenario!("ENTRA-RETRY-002", "entra", "token", "Gives up cleanly when the token endpoint keeps failing", "https://learn.microsoft.com/entra/identity-platform/msal-error-handling-python#retrying-after-errors-and-exceptions", gives_up_on_persistent_errors, mutants: [("", "non-zero exit"), ("--hot-retry --raise", "a bounded number of attempts")]),
         scenario!("ENTRA-THROTTLE-001", "entra", "token", "Honours Retry-After on a 429 from the token endpoint", "https://learn.microsoft.com/entra/identity-platform/msal-error-handling-python#retrying-after-errors-and-exceptions", retry_after_honoured, mutants: [("", "Retry-After")]),
     ]
 }
@@ -249,4 +255,223 @@ async fn retry_after_honoured(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
         format!("{} token requests", t.len()),
     ));
     Ok(checks)
+}
+
+/// The token endpoint's transient failure, as Entra words it.
+fn transient_error() -> Value {
+    json!({"error": "temporarily_unavailable", "error_description": "AADSTS90033: A transient error has occurred. Please try again.", "error_codes": [90033]})
+}
+
+/// Tokens live 60 s; the client needs one, waits 4 s, needs one again: the cached token then
+/// has under a minute left, and a client that renews ahead of expiry (MSAL and azure-identity
+/// renew within 5 minutes of it) asks for a new one instead of sending one about to expire.
+async fn refresh_before_expiry(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
+    const LIFETIME: f64 = 60.0;
+    const PAUSE: f64 = 4.0;
+    ctx.target
+        .entra_settings(json!({"token_lifetime_seconds": LIFETIME as i64}))
+        .await?;
+    let run = ctx
+        .run_client(
+            "token",
+            Cred::Secret,
+            &[
+                ("M365_CONFORMANCE_REPEAT", "2".into()),
+                ("M365_CONFORMANCE_PAUSE_SECONDS", PAUSE.to_string()),
+            ],
+        )
+        .await?;
+    let journal = ctx.journal().await?;
+    let t = tokens(&journal);
+    let ok: Vec<&Value> = t.iter().copied().filter(|e| e["status"] == 200).collect();
+    let mut checks = vec![Check::new(
+        "the client needs a token twice and gets it",
+        run.succeeded()
+            && run
+                .lines
+                .iter()
+                .filter(|l| l["token"] == "acquired")
+                .count()
+                == 2,
+        run.describe(),
+    )];
+    let renewed = match (ok.first(), ok.get(1)) {
+        (Some(first), Some(second)) => {
+            let age = time_of(second) - time_of(first);
+            format!(
+                "the second token request came {age:.1} s after the first, {:.1} s before that token's expiry",
+                LIFETIME - age
+            )
+        }
+        _ => format!(
+            "{} successful token requests: the second need was served a token with under {:.0} s left",
+            ok.len(),
+            LIFETIME - PAUSE
+        ),
+    };
+    checks.push(
+        Check::new(
+            "a cached token about to expire (under a minute left) is renewed before use, not sent",
+            ok.len() == 2 && time_of(ok[1]) - time_of(ok[0]) < LIFETIME,
+            renewed,
+        )
+        .with_evidence(evidence(&t)),
+    );
+    Ok(checks)
+}
+
+async fn certificate_removed(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
+    // The certificate is rotated out of the app registration; the client still holds it.
+    let app = ctx.target.collector()?;
+    let removed = ctx.target.remove_key_credentials(&app.client_id).await?;
+    let run = ctx.run_client("token", Cred::Certificate, &[]).await?;
+    let journal = ctx.journal().await?;
+    let t = tokens(&journal);
+    let reported = run.reported_error().unwrap_or_default();
+    Ok(vec![
+        Check::new(
+            "the client fails (non-zero exit) instead of pretending",
+            !run.succeeded() && run.exit_code.is_some(),
+            run.describe(),
+        ),
+        Check::new(
+            "the client reports AADSTS700027 (or invalid_client)",
+            reported.contains("700027") || reported == "invalid_client",
+            format!("reported error {reported:?}; {removed} key credential(s) removed"),
+        ),
+        Check::new(
+            "the invalid_client answer is not retried",
+            t.len() == 1,
+            format!("{} token requests", t.len()),
+        )
+        .with_evidence(evidence(&t)),
+    ])
+}
+
+async fn refuses_untrusted_server(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
+    // A CA of its own, unrelated to the emulator's: a client that checks certificates against
+    // the bundle it is given cannot talk to the emulator.
+    let other = m365_emulator::pki::Pki::load_or_create(
+        &ctx.dir.join("unrelated-ca"),
+        m365_emulator::pki::KeySource { seed: None },
+    )
+    .map_err(|e| anyhow::anyhow!("making an unrelated CA: {e}"))?;
+    let ca = other.ca_path().display().to_string();
+    let vars = [
+        "SSL_CERT_FILE",
+        "REQUESTS_CA_BUNDLE",
+        "NODE_EXTRA_CA_CERTS",
+        "CURL_CA_BUNDLE",
+    ];
+    let extra: Vec<(&str, String)> = vars.iter().map(|v| (*v, ca.clone())).collect();
+    let run = ctx.run_client("token", Cred::Secret, &extra).await?;
+    let journal = ctx.journal().await?;
+    let t = tokens(&journal);
+    Ok(vec![
+        Check::new(
+            "no token request reaches a server it does not trust",
+            t.is_empty(),
+            format!("{} token requests arrived", t.len()),
+        )
+        .with_evidence(evidence(&t)),
+        Check::new(
+            "the client fails (non-zero exit) and says why",
+            !run.succeeded() && run.exit_code.is_some(),
+            run.describe(),
+        ),
+    ])
+}
+
+async fn unknown_application_reported(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
+    let unknown = uuid::Uuid::new_v4().to_string();
+    let run = ctx
+        .run_client(
+            "token",
+            Cred::Secret,
+            &[("AZURE_CLIENT_ID", unknown.clone())],
+        )
+        .await?;
+    let journal = ctx.journal().await?;
+    let t = tokens(&journal);
+    let reported = run.reported_error().unwrap_or_default();
+    Ok(vec![
+        Check::new(
+            "the client fails (non-zero exit) instead of pretending",
+            !run.succeeded() && run.exit_code.is_some(),
+            run.describe(),
+        ),
+        Check::new(
+            "the client reports AADSTS700016 (or unauthorized_client)",
+            reported.contains("700016") || reported == "unauthorized_client",
+            format!("reported error {reported:?} for client id {unknown}"),
+        ),
+        Check::new(
+            "the unauthorized_client answer is not retried",
+            t.len() == 1,
+            format!("{} token requests", t.len()),
+        )
+        .with_evidence(evidence(&t)),
+    ])
+}
+
+/// Seconds between consecutive journal entries.
+fn gaps(entries: &[&Value]) -> Vec<f64> {
+    entries
+        .windows(2)
+        .map(|w| time_of(w[1]) - time_of(w[0]))
+        .collect()
+}
+
+async fn retries_server_errors(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
+    ctx.target
+        .add_fault(json!({"match": {"operation": "entra.token"}, "action": {"status": 503, "body": transient_error()}, "schedule": {"first": 2}}))
+        .await?;
+    let run = ctx.run_client("token", Cred::Secret, &[]).await?;
+    let journal = ctx.journal().await?;
+    let t = tokens(&journal);
+    let waits = gaps(&t);
+    Ok(vec![
+        Check::new(
+            "the client gets its token after two 503 answers",
+            run.succeeded() && t.last().is_some_and(|e| e["status"] == 200),
+            run.describe(),
+        )
+        .with_evidence(evidence(&t)),
+        Check::new(
+            "the client waits before each retry (at least 100 ms: a backoff, not a loop)",
+            !waits.is_empty() && waits.iter().all(|w| *w >= 0.1),
+            format!("waits between attempts: {waits:.2?} s"),
+        )
+        .with_evidence(evidence(&t)),
+        Check::new(
+            "a bounded number of attempts (at most 5)",
+            t.len() <= 5,
+            format!("{} token requests", t.len()),
+        ),
+    ])
+}
+
+async fn gives_up_on_persistent_errors(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
+    ctx.target
+        .add_fault(json!({"match": {"operation": "entra.token"}, "action": {"status": 503, "body": transient_error()}}))
+        .await?;
+    let run = ctx.run_client("token", Cred::Secret, &[]).await?;
+    let journal = ctx.journal().await?;
+    let t = tokens(&journal);
+    let reported = run.reported_error().unwrap_or_default();
+    Ok(vec![
+        Check::new(
+            "a bounded number of attempts (at most 6), then the client stops",
+            (1..=6).contains(&t.len()),
+            format!("{} token requests", t.len()),
+        )
+        .with_evidence(evidence(&t)),
+        Check::new(
+            "the client fails (non-zero exit) and reports the error",
+            !run.succeeded()
+                && run.exit_code.is_some()
+                && (reported.contains("90033") || reported.contains("temporarily_unavailable")),
+            format!("{}; reported error {reported:?}", run.describe()),
+        ),
+    ])
 }

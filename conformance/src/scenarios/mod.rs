@@ -5,7 +5,6 @@ pub use crate::scenario::Scenario;
 pub mod entra;
 pub mod management;
 
-
 /// Wraps an `async fn(&Ctx) -> Result<Vec<Check>>` as a scenario's `run`, with the naive
 /// variants that must fail it: `mutants: [("--flags", "words of the failing rule"), …]`.
 #[macro_export]

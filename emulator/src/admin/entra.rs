@@ -48,9 +48,5 @@ pub async fn patch_settings(
         }
         core.directory_mut().token_lifetime = Some(time::Duration::seconds(seconds));
     }
-    Ok(ok(
-        "admin.entra.settings",
-        StatusCode::OK,
-        settings(&core),
-    ))
+    Ok(ok("admin.entra.settings", StatusCode::OK, settings(&core)))
 }

@@ -46,4 +46,3 @@ pub fn token_client(http: &reqwest::Client) -> Result<TokenClient, ClientError> 
         credential,
     ))
 }
-

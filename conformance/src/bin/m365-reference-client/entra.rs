@@ -1,4 +1,4 @@
-//! Entra ID operations: `token`.
+//! Entra ID operations: `token` (the library's cache decides when a request is needed).
 
 use m365_reference_client::ClientError;
 use serde_json::json;
@@ -13,10 +13,17 @@ pub async fn token(http: &reqwest::Client) -> Result<(), ClientError> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1);
+    let pause: f64 = std::env::var("M365_CONFORMANCE_PAUSE_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|p: &f64| p.is_finite() && *p >= 0.0)
+        .unwrap_or(0.0);
     for attempt in 1..=repeat {
+        if attempt > 1 {
+            tokio::time::sleep(std::time::Duration::from_secs_f64(pause)).await;
+        }
         tokens.token(&scope).await?;
         emit(json!({"token": "acquired", "attempt": attempt}));
     }
     Ok(())
 }
-

@@ -59,4 +59,3 @@ pub async fn audit_sync(http: &reqwest::Client) -> Result<(), ClientError> {
     }
     Ok(())
 }
-
