@@ -24,7 +24,11 @@ enum Command {
     /// Run scenarios against a client.
     Run(RunArgs),
     /// List the scenarios (id, suite, operation, title, requirement).
-    List,
+    List {
+        /// As a Markdown table (id, operation, title and requirement link).
+        #[arg(long)]
+        markdown: bool,
+    },
 }
 
 #[derive(Parser)]
@@ -63,13 +67,36 @@ struct RunArgs {
     jobs: u16,
 }
 
-fn print_list() {
-    for s in scenarios::all() {
-        println!(
-            "{:<20} {:<11} {:<12} {}\n{:<45}{}",
-            s.id, s.suite, s.operation, s.title, "", s.requirement
-        );
+/// Writes to stdout; a closed pipe (`| head`) ends the output quietly instead of panicking.
+fn out(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
+fn print_list(markdown: bool) {
+    let mut text = String::new();
+    if markdown {
+        text.push_str("| id | operation | title | requirement |\n|---|---|---|---|\n");
+        for s in scenarios::all() {
+            let req = if s.requirement.starts_with("http") {
+                format!("[doc]({})", s.requirement)
+            } else {
+                s.requirement.to_string()
+            };
+            text.push_str(&format!(
+                "| {} | `{}` | {} | {req} |\n",
+                s.id, s.operation, s.title
+            ));
+        }
+    } else {
+        for s in scenarios::all() {
+            text.push_str(&format!(
+                "{:<20} {:<11} {:<15} {}\n{:<48}{}\n",
+                s.id, s.suite, s.operation, s.title, "", s.requirement
+            ));
+        }
     }
+    out(&text);
 }
 
 async fn run(args: RunArgs) -> Result<bool> {
@@ -88,9 +115,11 @@ async fn run(args: RunArgs) -> Result<bool> {
         ));
     }
     if args.list {
-        for s in &selected {
-            println!("{:<20} {}", s.id, s.title);
-        }
+        let lines: Vec<String> = selected
+            .iter()
+            .map(|s| format!("{:<20} {}\n", s.id, s.title))
+            .collect();
+        out(&lines.concat());
         return Ok(true);
     }
     let client = args.client.clone().context("--client is required")?;
@@ -137,7 +166,7 @@ async fn run(args: RunArgs) -> Result<bool> {
         eprintln!("{}", report::progress_line(r))
     })
     .await;
-    print!("{}", report::table(&results));
+    out(&report::table(&results));
     for (kind, file) in reports {
         let text = if kind == "junit" {
             report::junit(&results)
@@ -153,8 +182,8 @@ async fn run(args: RunArgs) -> Result<bool> {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::List => {
-            print_list();
+        Command::List { markdown } => {
+            print_list(markdown);
             ExitCode::SUCCESS
         }
         Command::Run(args) => match run(args).await {
