@@ -129,8 +129,10 @@ pub fn summarize(entry: &Value) -> String {
         .as_str()
         .map(|q| format!("?{q}"))
         .unwrap_or_default();
+    // A status-only fault journals its status as the code: shown once.
     let code = entry["error_code"]
         .as_str()
+        .filter(|c| *c != entry["status"].to_string())
         .map(|c| format!(" {c}"))
         .unwrap_or_default();
     let fault = entry["fault"]
