@@ -4,7 +4,7 @@ use anyhow::Result;
 use serde_json::{json, Value};
 
 use super::{of_operation, time_of};
-use crate::runner::{Cred, Ctx};
+use crate::runner::{ClientRun, Cred, Ctx};
 use crate::scenario;
 use crate::scenario::{summarize, Check, Scenario};
 
@@ -30,6 +30,41 @@ fn tokens(journal: &[Value]) -> Vec<&Value> {
 
 fn evidence(entries: &[&Value]) -> Vec<String> {
     entries.iter().map(|e| summarize(e)).collect()
+}
+
+/// "The client fails (non-zero exit) instead of pretending."
+fn fails_loudly(run: &ClientRun) -> Check {
+    Check::new(
+        "the client fails (non-zero exit) instead of pretending",
+        !run.succeeded() && run.exit_code.is_some(),
+        run.describe(),
+    )
+}
+
+/// A final 4xx from the token endpoint: the client fails, reports `code` (or Entra's `error`
+/// string `error`), and sends no second request.
+fn final_error_checks(
+    run: &ClientRun,
+    t: &[&Value],
+    code: &str,
+    error: &str,
+    context: String,
+) -> Vec<Check> {
+    let reported = run.reported_error().unwrap_or_default();
+    vec![
+        fails_loudly(run),
+        Check::new(
+            format!("the client reports AADSTS{code} (or {error})"),
+            reported.contains(code) || reported == error,
+            format!("reported error {reported:?}{context}"),
+        ),
+        Check::new(
+            format!("the {error} answer is not retried"),
+            t.len() == 1,
+            format!("{} token requests", t.len()),
+        )
+        .with_evidence(evidence(t)),
+    ]
 }
 
 async fn secret_token(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
@@ -193,26 +228,13 @@ async fn error_surfaced(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
         .await?;
     let run = ctx.run_client("token", Cred::Secret, &[]).await?;
     let journal = ctx.journal().await?;
-    let t = tokens(&journal);
-    let reported = run.reported_error().unwrap_or_default();
-    Ok(vec![
-        Check::new(
-            "the client fails (non-zero exit) instead of pretending",
-            !run.succeeded() && run.exit_code.is_some(),
-            run.describe(),
-        ),
-        Check::new(
-            "the client reports the AADSTS code",
-            reported.contains("7000215") || reported == "invalid_client",
-            format!("reported error {reported:?}"),
-        ),
-        Check::new(
-            "an invalid_client (400/401) is not retried",
-            t.len() == 1,
-            format!("{} token requests", t.len()),
-        )
-        .with_evidence(evidence(&t)),
-    ])
+    Ok(final_error_checks(
+        &run,
+        &tokens(&journal),
+        "7000215",
+        "invalid_client",
+        String::new(),
+    ))
 }
 
 async fn retry_after_honoured(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
@@ -326,26 +348,13 @@ async fn certificate_removed(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
     let removed = ctx.target.remove_key_credentials(&app.client_id).await?;
     let run = ctx.run_client("token", Cred::Certificate, &[]).await?;
     let journal = ctx.journal().await?;
-    let t = tokens(&journal);
-    let reported = run.reported_error().unwrap_or_default();
-    Ok(vec![
-        Check::new(
-            "the client fails (non-zero exit) instead of pretending",
-            !run.succeeded() && run.exit_code.is_some(),
-            run.describe(),
-        ),
-        Check::new(
-            "the client reports AADSTS700027 (or invalid_client)",
-            reported.contains("700027") || reported == "invalid_client",
-            format!("reported error {reported:?}; {removed} key credential(s) removed"),
-        ),
-        Check::new(
-            "the invalid_client answer is not retried",
-            t.len() == 1,
-            format!("{} token requests", t.len()),
-        )
-        .with_evidence(evidence(&t)),
-    ])
+    Ok(final_error_checks(
+        &run,
+        &tokens(&journal),
+        "700027",
+        "invalid_client",
+        format!("; {removed} key credential(s) removed"),
+    ))
 }
 
 async fn refuses_untrusted_server(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
@@ -374,11 +383,7 @@ async fn refuses_untrusted_server(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
             format!("{} token requests arrived", t.len()),
         )
         .with_evidence(evidence(&t)),
-        Check::new(
-            "the client fails (non-zero exit) and says why",
-            !run.succeeded() && run.exit_code.is_some(),
-            run.describe(),
-        ),
+        fails_loudly(&run),
     ])
 }
 
@@ -392,26 +397,13 @@ async fn unknown_application_reported(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
         )
         .await?;
     let journal = ctx.journal().await?;
-    let t = tokens(&journal);
-    let reported = run.reported_error().unwrap_or_default();
-    Ok(vec![
-        Check::new(
-            "the client fails (non-zero exit) instead of pretending",
-            !run.succeeded() && run.exit_code.is_some(),
-            run.describe(),
-        ),
-        Check::new(
-            "the client reports AADSTS700016 (or unauthorized_client)",
-            reported.contains("700016") || reported == "unauthorized_client",
-            format!("reported error {reported:?} for client id {unknown}"),
-        ),
-        Check::new(
-            "the unauthorized_client answer is not retried",
-            t.len() == 1,
-            format!("{} token requests", t.len()),
-        )
-        .with_evidence(evidence(&t)),
-    ])
+    Ok(final_error_checks(
+        &run,
+        &tokens(&journal),
+        "700016",
+        "unauthorized_client",
+        format!(" for client id {unknown}"),
+    ))
 }
 
 /// Seconds between consecutive journal entries.
