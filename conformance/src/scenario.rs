@@ -130,9 +130,10 @@ pub fn summarize(entry: &Value) -> String {
         .map(|q| format!("?{q}"))
         .unwrap_or_default();
     // A status-only fault journals its status as the code: shown once.
+    let status = entry["status"].to_string();
     let code = entry["error_code"]
         .as_str()
-        .filter(|c| *c != entry["status"].to_string())
+        .filter(|c| *c != status)
         .map(|c| format!(" {c}"))
         .unwrap_or_default();
     let fault = entry["fault"]
