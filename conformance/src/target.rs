@@ -97,7 +97,9 @@ impl Target {
             .ok_or_else(|| anyhow!("the default world's audit collector {COLLECTOR} is missing"))
     }
 
-    async fn admin(
+    /// Any control-plane call: `/_emulator/{path}` with an optional JSON body; the answer's
+    /// JSON (`null` when empty). A non-2xx answer is an error naming the route.
+    pub async fn admin(
         &self,
         method: reqwest::Method,
         path: &str,
