@@ -2,6 +2,7 @@
 
 pub use crate::scenario::Scenario;
 
+pub mod acs;
 pub mod entra;
 pub mod management;
 
@@ -27,6 +28,7 @@ macro_rules! scenario {
 pub fn all() -> Vec<Scenario> {
     let mut v = entra::scenarios();
     v.extend(management::scenarios());
+    v.extend(acs::scenarios());
     v
 }
 

@@ -10,7 +10,11 @@
 //!   starts missing subscriptions (AF20022), tolerates AF20024, windows of at most 24 hours
 //!   on `contentCreated` that overlap the previous poll, `NextPageUri` followed to the end,
 //!   each blob fetched once, records de-duplicated by `Id`.
+//! - [`acs::AcsClient`]: Azure Communication Services with HMAC-SHA256 (every attempt signed
+//!   afresh over the exact request target and body) or an Entra token: identities, tokens,
+//!   and Teams Phone extensibility assignments (201 created vs 200 replaced, 404 = absent).
 
+pub mod acs;
 pub mod auth;
 pub mod management;
 pub mod retry;

@@ -3,6 +3,7 @@
 //! comes from `M365_CONFORMANCE_OPERATION`; results go to stdout as JSON lines. One module per
 //! service's operations.
 
+mod acs;
 mod common;
 mod entra;
 mod management;
@@ -14,7 +15,13 @@ use m365_reference_client::ClientError;
 use serde_json::json;
 
 /// The contract operations this adapter performs.
-const OPERATIONS: &[&str] = &["token", "audit-sync"];
+const OPERATIONS: &[&str] = &[
+    "token",
+    "audit-sync",
+    "acs-identity",
+    "acs-assignments",
+    "acs-request",
+];
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
@@ -28,6 +35,9 @@ async fn main() -> ExitCode {
         Ok(http) => match op.as_str() {
             "token" => entra::token(&http).await,
             "audit-sync" => management::audit_sync(&http).await,
+            "acs-identity" => acs::identity(&http).await,
+            "acs-assignments" => acs::assignments(&http).await,
+            "acs-request" => acs::request(&http).await,
             other => Err(ClientError::Config(format!(
                 "unsupported operation {other:?}"
             ))),
