@@ -16,7 +16,15 @@ every scenario to prove that each check fails when a client violates it. Do not 
   * --bad-scope: asks for the resource without `/.default`;
   * --cache-no-margin: caches tokens but uses them up to the second they expire;
   * --hot-retry: retries 429 and 5xx at once, up to 20 times;
-  * --insecure: does not check server certificates.
+  * --insecure: does not check server certificates;
+  * ACS (naive_acs.py): its own HMAC signer over the percent-decoded path and query, JSON
+    bodies re-serialised, any 2xx PUT reported as created, a 404 after delete an error, the
+    requested token lifetime ignored, no token cache with Entra; --sign-path-only: signs the
+    path without the query; --hash-empty: x-ms-content-sha256 is always the empty body's hash;
+    --iso-date: x-ms-date in ISO 8601 instead of RFC 1123; --sign-once: retries 429/5xx after
+    Retry-After but replays the headers signed for the first attempt (a stale x-ms-date);
+    --reencode-query: passes the query as `params=`, so it arrives re-encoded; --hmac-always:
+    signs with the access key even when told to use Entra (M365_ACS_AUTH=entra).
 
 Uses only `requests` and `cryptography` (both in the test virtualenv). One module per
 service, `naive_<service>.py` next to this file, each with an `OPERATIONS` table; flags are

@@ -13,6 +13,7 @@ import uuid
 
 import requests
 
+# The variant flags (listed in naive.py's docstring), e.g. --raise, --hot-retry, --sign-once.
 FLAGS = set(sys.argv[1:])
 
 
