@@ -31,7 +31,9 @@ pub fn scenarios() -> Vec<Scenario> {
         scenario!("ACS-HMAC-002", "acs", "acs-request", "Signs the path and query exactly as sent (spaces, +, %2F)", "../shared/reference/acs-graph.md §2.2", signs_raw_query, mutants: [("", "accepted"), ("--sign-path-only", "accepted"), ("", "reports the status"), ("--reencode-query", "exactly as given")]),
         scenario!("ACS-DATE-001", "acs", "acs-assignments", "Signs every attempt afresh with the current time in x-ms-date (RFC 1123)", "https://learn.microsoft.com/rest/api/communication/authentication#signing-an-http-request", fresh_date_on_retry, mutants: [("", "completes after the 503"), ("--iso-date", "RFC 1123"), ("--sign-once", "signed when it is sent")]),
         scenario!("ACS-AUTH-001", "acs", "acs-assignments", "Reports a 401 Denied from a bad signature, without retrying", "../shared/reference/acs-graph.md §2.2", bad_signature_reported, mutants: [("", "non-zero exit"), ("--raise", "reports the error code Denied"), ("--hot-retry --raise", "401 is not retried")]),
+        scenario!("ACS-DATE-002", "acs", "acs-assignments", "Reports Denied when its clock is 10 minutes off the service's, without retrying", "../shared/reference/acs-graph.md §2.2", skewed_clock_reported, mutants: [("", "non-zero exit"), ("--raise", "reports the error code Denied"), ("--hot-retry --raise", "401 is not retried")]),
         scenario!("ACS-ENTRA-001", "acs", "acs-identity", "Calls ACS with an Entra token for https://communication.azure.com", "https://learn.microsoft.com/azure/communication-services/concepts/authentication#microsoft-entra-id", entra_bearer, mutants: [("--bad-scope", "reports the identity"), ("--hmac-always", "Entra token"), ("", "one token request")]),
+        scenario!("ACS-ENTRA-002", "acs", "acs-assignments", "Reports 403 Forbidden when its application holds no role on the resource, without retrying", "https://learn.microsoft.com/azure/communication-services/concepts/authentication#microsoft-entra-id", forbidden_reported, mutants: [("", "non-zero exit"), ("--raise", "reports the error code Forbidden"), ("--hot-retry --raise", "403 is not retried")]),
         scenario!("ACS-ID-001", "acs", "acs-identity", "Creates a user and issues it a token with the requested lifetime", "https://learn.microsoft.com/rest/api/communication/identity/communication-identity/issue-access-token", identity_and_token, mutants: [("--sign-path-only", "reports the identity"), ("", "expiresOn")]),
         scenario!("ACS-ASSIGN-001", "acs", "acs-assignments", "Tells a created assignment (PUT 201) from a replaced one (PUT 200)", "../shared/reference/acs-graph.md §1.2", created_vs_replaced, mutants: [("--sign-path-only", "reports created"), ("", "reports replaced"), ("--sign-path-only", "stored assignment")]),
         scenario!("ACS-ASSIGN-002", "acs", "acs-assignments", "Understands a 404 after delete as absent, not as an error", "https://learn.microsoft.com/azure/communication-services/concepts/interop/tpe/teams-phone-extensibility-access-teams-phone", absent_after_delete, mutants: [("--sign-path-only", "reports deleted"), ("", "reports absent"), ("--hot-retry", "404 is not retried")]),
@@ -375,22 +377,82 @@ async fn bad_signature_reported(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
         .await?;
     let journal = ctx.journal().await?;
     let entries = acs_entries(&journal);
+    Ok(final_error_checks(
+        &run,
+        &entries,
+        401,
+        "Denied",
+        "a new attempt with the same key cannot succeed",
+    ))
+}
+
+/// A final 4xx from ACS: the client fails, reports `code`, and sends no second request.
+fn final_error_checks(
+    run: &ClientRun,
+    entries: &[&Value],
+    status: u16,
+    code: &str,
+    why: &str,
+) -> Vec<Check> {
     let reported = run.reported_error().unwrap_or_default();
-    Ok(vec![
-        fails_loudly(&run),
+    vec![
+        fails_loudly(run),
         Check::new(
-            "the client reports the error code Denied",
-            reported == "Denied",
+            format!("the client reports the error code {code}"),
+            reported == code,
             format!("reported error {reported:?}"),
         )
-        .with_evidence(output(&run)),
+        .with_evidence(output(run)),
         Check::new(
-            "the 401 is not retried (a new attempt with the same key cannot succeed)",
-            entries.len() == 1,
+            format!("the {status} is not retried ({why})"),
+            entries.len() == 1 && entries[0]["status"] == status,
             format!("{} ACS requests", entries.len()),
         )
-        .with_evidence(evidence(&entries)),
-    ])
+        .with_evidence(evidence(entries)),
+    ]
+}
+
+/// How far the emulator's clock is moved ahead in ACS-DATE-002 (twice the 5-minute window).
+const CLOCK_AHEAD_SECONDS: i64 = 600;
+
+async fn skewed_clock_reported(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
+    ctx.target
+        .admin(
+            Method::POST,
+            "clock",
+            Some(json!({"advance_seconds": CLOCK_AHEAD_SECONDS})),
+        )
+        .await?;
+    let run = ctx
+        .run_client("acs-assignments", Cred::Secret, &assignment_env("get", ""))
+        .await?;
+    let journal = ctx.journal().await?;
+    let entries = acs_entries(&journal);
+    Ok(final_error_checks(
+        &run,
+        &entries,
+        401,
+        "Denied",
+        "the clocks stay apart",
+    ))
+}
+
+async fn forbidden_reported(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
+    // No Communication.Manage grant: the token is good, the caller is not allowed.
+    let mut extra = assignment_env("get", "");
+    extra.push(("M365_ACS_AUTH", "entra".into()));
+    let run = ctx
+        .run_client("acs-assignments", Cred::Secret, &extra)
+        .await?;
+    let journal = ctx.journal().await?;
+    let entries = acs_entries(&journal);
+    Ok(final_error_checks(
+        &run,
+        &entries,
+        403,
+        "Forbidden",
+        "the role is missing, not the token",
+    ))
 }
 
 async fn entra_bearer(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
