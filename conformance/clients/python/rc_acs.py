@@ -126,6 +126,8 @@ def op_identity() -> None:
         client = CommunicationIdentityClient.from_connection_string(env("ACS_CONNECTION_STRING"), **kwargs)
     token_kwargs = {}
     if minutes:
+        if not minutes.isdigit():
+            raise ClientError("client_error", f"M365_ACS_EXPIRES_MINUTES={minutes!r} is not a number")
         token_kwargs["token_expires_in"] = datetime.timedelta(minutes=int(minutes))
     try:
         user = client.create_user()
