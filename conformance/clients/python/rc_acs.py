@@ -22,11 +22,7 @@ from azure.communication.identity._shared.utils import parse_connection_str
 from azure.core import PipelineClient
 from azure.core.credentials import AzureKeyCredential
 from azure.core.exceptions import AzureError, HttpResponseError
-from azure.core.pipeline.policies import (
-    BearerTokenCredentialPolicy,
-    HeadersPolicy,
-    RetryPolicy,
-)
+from azure.core.pipeline.policies import BearerTokenCredentialPolicy, RetryPolicy
 from azure.core.rest import HttpRequest
 
 from rc_common import ClientError, emit, env, env_or, log
@@ -91,7 +87,7 @@ def pipeline() -> tuple[PipelineClient, str]:
         endpoint = f"https://{host}"
         auth = HMACCredentialsPolicy(endpoint, AzureKeyCredential(key))
     # Retry before authentication: each attempt passes through the signer again.
-    policies = [HeadersPolicy(), retry_policy(), auth]
+    policies = [retry_policy(), auth]
     return PipelineClient(base_url=endpoint, policies=policies), endpoint
 
 
