@@ -83,7 +83,10 @@ def pipeline() -> tuple[PipelineClient, str]:
         endpoint = env("ACS_ENDPOINT").rstrip("/")
         auth = BearerTokenCredentialPolicy(entra_credential(), ACS_SCOPE)
     else:
-        host, key = parse_connection_str(env("ACS_CONNECTION_STRING"))
+        try:
+            host, key = parse_connection_str(env("ACS_CONNECTION_STRING"))
+        except ValueError as e:
+            raise ClientError("client_error", f"ACS_CONNECTION_STRING: {e}") from e
         endpoint = f"https://{host}"
         auth = HMACCredentialsPolicy(endpoint, AzureKeyCredential(key))
     # Retry before authentication: each attempt passes through the signer again.
@@ -119,7 +122,10 @@ def op_identity() -> None:
     if auth_mode() == "entra":
         client = CommunicationIdentityClient(env("ACS_ENDPOINT"), entra_credential(), **kwargs)
     else:
-        client = CommunicationIdentityClient.from_connection_string(env("ACS_CONNECTION_STRING"), **kwargs)
+        try:
+            client = CommunicationIdentityClient.from_connection_string(env("ACS_CONNECTION_STRING"), **kwargs)
+        except ValueError as e:
+            raise ClientError("client_error", f"ACS_CONNECTION_STRING: {e}") from e
     token_kwargs = {}
     if minutes:
         if not minutes.isdigit():
