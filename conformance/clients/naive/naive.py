@@ -11,11 +11,15 @@ every scenario to prove that each check fails when a client violates it. Do not 
     and treats AF20024 as a failure), one window from the cursor to now whatever its length,
     NextPageUri ignored, cursor on the newest *event* time (CreationTime), no overlap, no
     de-duplication; --double-fetch downloads every blob twice;
+  * the webhook (audit-webhook): Webhook-AuthID never checked, every named blob fetched,
+    nothing de-duplicated; --webhook-bad-validation answers the validation request 202,
+    --webhook-accepted answers notifications 202;
   * certificate assertions: `aud` = the authority host, one-hour lifetime, no thumbprint
-    (--good-assertion: correct ones);
+    (--good-assertion: correct ones; on top of it --rs512 signs RS512, --iss-tenant puts the
+    tenant in `iss`, --no-jti leaves `jti` out);
   * --bad-scope: asks for the resource without `/.default`;
   * --cache-no-margin: caches tokens but uses them up to the second they expire;
-  * --hot-retry: retries 429 and 5xx at once, up to 20 times;
+  * --hot-retry: retries 429 and 5xx at once, up to 20 times; --no-retry: retries nothing;
   * --insecure: does not check server certificates.
 
 Uses only `requests` and `cryptography` (both in the test virtualenv). One module per

@@ -9,11 +9,14 @@
 //! - [`management::Drainer`]: the Office 365 Management Activity API without losing records:
 //!   starts missing subscriptions (AF20022), tolerates AF20024, windows of at most 24 hours
 //!   on `contentCreated` that overlap the previous poll, `NextPageUri` followed to the end,
-//!   each blob fetched once, records de-duplicated by `Id`.
+//!   each blob fetched once, records de-duplicated by `Id`; subscriptions with a webhook.
+//! - [`webhook::serve`]: the webhook receiver: validation answered 200, notifications trusted
+//!   only with the subscription's `Webhook-AuthID`, answered at once and fetched afterwards.
 
 pub mod auth;
 pub mod management;
 pub mod retry;
+pub mod webhook;
 
 /// What can go wrong, with the service's own error code when there is one.
 #[derive(Debug, thiserror::Error)]

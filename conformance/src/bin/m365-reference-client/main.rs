@@ -14,7 +14,7 @@ use m365_reference_client::ClientError;
 use serde_json::json;
 
 /// The contract operations this adapter performs.
-const OPERATIONS: &[&str] = &["token", "audit-sync"];
+const OPERATIONS: &[&str] = &["token", "audit-sync", "audit-webhook"];
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
@@ -28,6 +28,7 @@ async fn main() -> ExitCode {
         Ok(http) => match op.as_str() {
             "token" => entra::token(&http).await,
             "audit-sync" => management::audit_sync(&http).await,
+            "audit-webhook" => management::audit_webhook(&http).await,
             other => Err(ClientError::Config(format!(
                 "unsupported operation {other:?}"
             ))),
