@@ -407,15 +407,26 @@ async fn late_out_of_order_duplicates(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
     Ok(checks)
 }
 
-async fn honours_af429(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
+/// One sync over an hour of content with `fault` in force: when the content starts, the
+/// run, and the journal entries of `operation`.
+async fn sync_under_fault(
+    ctx: &Ctx<'_>,
+    fault: Value,
+    operation: &str,
+) -> Result<(OffsetDateTime, ClientRun, Vec<Value>)> {
     let since = content(ctx, 1, json!({})).await?;
-    let body = json!({"error": {"code": "AF429", "message": "Too many requests. Method=GetBlob, PublisherId=00000000-0000-0000-0000-000000000000"}});
-    ctx.target
-        .add_fault(json!({"match": {"operation": "management.content.get"}, "action": {"status": 429, "headers": {"Retry-After": "2"}, "body": body}, "schedule": {"first": 1}}))
-        .await?;
+    ctx.target.add_fault(fault).await?;
     let run = sync(ctx, since).await?;
     let journal = ctx.journal().await?;
-    let gets = entries(&journal, "management.content.get");
+    let of_op = entries(&journal, operation).into_iter().cloned().collect();
+    Ok((since, run, of_op))
+}
+
+async fn honours_af429(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
+    let body = json!({"error": {"code": "AF429", "message": "Too many requests. Method=GetBlob, PublisherId=00000000-0000-0000-0000-000000000000"}});
+    let fault = json!({"match": {"operation": "management.content.get"}, "action": {"status": 429, "headers": {"Retry-After": "2"}, "body": body}, "schedule": {"first": 1}});
+    let (since, run, gets) = sync_under_fault(ctx, fault, "management.content.get").await?;
+    let gets: Vec<&Value> = gets.iter().collect();
     let mut checks = vec![Check::new(
         "the client completes the sync",
         run.succeeded(),
@@ -447,13 +458,9 @@ async fn honours_af429(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
 }
 
 async fn retries_af50000(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
-    let since = content(ctx, 1, json!({})).await?;
-    ctx.target
-        .add_fault(json!({"match": {"operation": "management.content.list"}, "action": {"error": "AF50000"}, "schedule": {"first": 2}}))
-        .await?;
-    let run = sync(ctx, since).await?;
-    let journal = ctx.journal().await?;
-    let lists = entries(&journal, "management.content.list");
+    let fault = json!({"match": {"operation": "management.content.list"}, "action": {"error": "AF50000"}, "schedule": {"first": 2}});
+    let (since, run, lists) = sync_under_fault(ctx, fault, "management.content.list").await?;
+    let lists: Vec<&Value> = lists.iter().collect();
     let errors: Vec<&Value> = lists
         .iter()
         .copied()
@@ -574,13 +581,9 @@ fn fetched_once(gets: &[&Value]) -> Check {
 }
 
 async fn backs_off_on_af429_403(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
-    let since = content(ctx, 1, json!({})).await?;
-    ctx.target
-        .add_fault(json!({"match": {"operation": "management.content.get"}, "action": {"error": "AF429"}, "schedule": {"first": 2}}))
-        .await?;
-    let run = sync(ctx, since).await?;
-    let journal = ctx.journal().await?;
-    let gets = entries(&journal, "management.content.get");
+    let fault = json!({"match": {"operation": "management.content.get"}, "action": {"error": "AF429"}, "schedule": {"first": 2}});
+    let (since, run, gets) = sync_under_fault(ctx, fault, "management.content.get").await?;
+    let gets: Vec<&Value> = gets.iter().collect();
     let throttled = gets.iter().filter(|e| e["status"] == 403).count();
     let waits = gaps(&gets[..gets.len().min(3)]);
     let mut checks = vec![
