@@ -10,8 +10,12 @@
 //!   starts missing subscriptions (AF20022), tolerates AF20024, windows of at most 24 hours
 //!   on `contentCreated` that overlap the previous poll, `NextPageUri` followed to the end,
 //!   each blob fetched once, records de-duplicated by `Id`.
+//! - [`graph::Graph`]: Microsoft Graph online meetings (createOrGet by `externalId`) and chat
+//!   messages (every page, by `@odata.nextLink` as given), errors with Graph's `error.code`;
+//!   delegated tokens for a Teams user by the password grant ([`auth::Credential::Password`]).
 
 pub mod auth;
+pub mod graph;
 pub mod management;
 pub mod retry;
 

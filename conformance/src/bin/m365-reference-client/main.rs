@@ -5,6 +5,7 @@
 
 mod common;
 mod entra;
+mod graph;
 mod management;
 
 use std::process::ExitCode;
@@ -14,7 +15,7 @@ use m365_reference_client::ClientError;
 use serde_json::json;
 
 /// The contract operations this adapter performs.
-const OPERATIONS: &[&str] = &["token", "audit-sync"];
+const OPERATIONS: &[&str] = &["token", "audit-sync", "graph-meeting", "graph-chat"];
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
@@ -28,6 +29,8 @@ async fn main() -> ExitCode {
         Ok(http) => match op.as_str() {
             "token" => entra::token(&http).await,
             "audit-sync" => management::audit_sync(&http).await,
+            "graph-meeting" => graph::meeting(&http).await,
+            "graph-chat" => graph::chat(&http).await,
             other => Err(ClientError::Config(format!(
                 "unsupported operation {other:?}"
             ))),
