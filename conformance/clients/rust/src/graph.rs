@@ -221,3 +221,42 @@ impl<'a> Graph<'a> {
         Ok(pages.into_iter().flat_map(|p| p.messages).collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Credential;
+
+    #[test]
+    fn path_segments_are_percent_encoded_and_the_first_page_asks_for_fifty() {
+        let tokens = TokenClient::new(
+            reqwest::Client::new(),
+            "https://login.example",
+            "t",
+            "c",
+            Credential::Secret("s".into()),
+        );
+        let graph = Graph::new(
+            reqwest::Client::new(),
+            &tokens,
+            "https://graph.example/v1.0/",
+        );
+        let url = graph.messages_url("19:a/b c@thread.v2").expect("a URL");
+        assert_eq!(
+            url,
+            "https://graph.example/v1.0/chats/19:a%2Fb%20c@thread.v2/messages?$top=50"
+        );
+        let url = graph
+            .url(&[
+                "users",
+                "adele@contoso.com",
+                "onlineMeetings",
+                "createOrGet",
+            ])
+            .expect("a URL");
+        assert_eq!(
+            url.as_str(),
+            "https://graph.example/v1.0/users/adele@contoso.com/onlineMeetings/createOrGet"
+        );
+    }
+}
