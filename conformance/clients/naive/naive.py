@@ -20,7 +20,13 @@ every scenario to prove that each check fails when a client violates it. Do not 
   * --bad-scope: asks for the resource without `/.default`;
   * --cache-no-margin: caches tokens but uses them up to the second they expire;
   * --hot-retry: retries 429 and 5xx at once, up to 20 times; --no-retry: retries nothing;
-  * --insecure: does not check server certificates.
+  * --insecure: does not check server certificates;
+  * Microsoft Graph: a new token per call, `POST …/onlineMeetings` even with an external id
+    (no createOrGet: a duplicate meeting every run), the first page of chat messages only;
+    --graph-wrong-scope: asks for the Management API's scope instead of Graph's;
+    --graph-me: creates meetings at `/me/onlineMeetings` with an app-only token;
+    --rebuild-next-link: pages with `$skip` it computes instead of following `@odata.nextLink`;
+    --chat-app-only: posts chat messages with the app's own credential, not the user's token.
 
 Uses only `requests` and `cryptography` (both in the test virtualenv). One module per
 service, `naive_<service>.py` next to this file, each with an `OPERATIONS` table; flags are

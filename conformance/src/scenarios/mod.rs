@@ -3,6 +3,7 @@
 pub use crate::scenario::Scenario;
 
 pub mod entra;
+pub mod graph;
 pub mod management;
 
 /// Wraps an `async fn(&Ctx) -> Result<Vec<Check>>` as a scenario's `run`, with the naive
@@ -27,6 +28,7 @@ macro_rules! scenario {
 pub fn all() -> Vec<Scenario> {
     let mut v = entra::scenarios();
     v.extend(management::scenarios());
+    v.extend(graph::scenarios());
     v
 }
 

@@ -12,8 +12,12 @@
 //!   each blob fetched once, records de-duplicated by `Id`; subscriptions with a webhook.
 //! - [`webhook::serve`]: the webhook receiver: validation answered 200, notifications trusted
 //!   only with the subscription's `Webhook-AuthID`, answered at once and fetched afterwards.
+//! - [`graph::Graph`]: Microsoft Graph online meetings (createOrGet by `externalId`) and chat
+//!   messages (every page, by `@odata.nextLink` as given), errors with Graph's `error.code`;
+//!   delegated tokens for a Teams user by the password grant ([`auth::Credential::Password`]).
 
 pub mod auth;
+pub mod graph;
 pub mod management;
 pub mod retry;
 pub mod webhook;

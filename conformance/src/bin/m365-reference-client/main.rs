@@ -5,6 +5,7 @@
 
 mod common;
 mod entra;
+mod graph;
 mod management;
 
 use std::process::ExitCode;
@@ -14,7 +15,13 @@ use m365_reference_client::ClientError;
 use serde_json::json;
 
 /// The contract operations this adapter performs.
-const OPERATIONS: &[&str] = &["token", "audit-sync", "audit-webhook"];
+const OPERATIONS: &[&str] = &[
+    "token",
+    "audit-sync",
+    "audit-webhook",
+    "graph-meeting",
+    "graph-chat",
+];
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
@@ -29,6 +36,8 @@ async fn main() -> ExitCode {
             "token" => entra::token(&http).await,
             "audit-sync" => management::audit_sync(&http).await,
             "audit-webhook" => management::audit_webhook(&http).await,
+            "graph-meeting" => graph::meeting(&http).await,
+            "graph-chat" => graph::chat(&http).await,
             other => Err(ClientError::Config(format!(
                 "unsupported operation {other:?}"
             ))),
