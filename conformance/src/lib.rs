@@ -11,6 +11,7 @@ pub mod runner;
 pub mod scenario;
 pub mod scenarios;
 pub mod target;
+pub mod webhook;
 
 use std::collections::BTreeSet;
 

@@ -105,6 +105,13 @@ async fn run(args: RunArgs) -> Result<bool> {
         .filter(|s| args.suite.is_empty() || args.suite.iter().any(|x| x == s.suite))
         .filter(|s| args.scenario.is_empty() || args.scenario.iter().any(|x| x == s.id))
         .collect();
+    const SUITES: [&str; 4] = ["entra", "management", "acs", "graph"];
+    if let Some(unknown) = args.suite.iter().find(|s| !SUITES.contains(&s.as_str())) {
+        return Err(anyhow!(
+            "no suite {unknown:?} (the suites are {})",
+            SUITES.join(", ")
+        ));
+    }
     if let Some(unknown) = args
         .scenario
         .iter()

@@ -33,7 +33,11 @@ pub fn table(results: &[ScenarioResult]) -> String {
         if let Some(e) = &r.error {
             let _ = writeln!(out, "    error: {e}");
         }
-        for c in r.checks.iter().filter(|c| c.outcome >= Outcome::Warning) {
+        // What went wrong, and why a skipped scenario was not judged.
+        let shown = |c: &&crate::scenario::Check| {
+            c.outcome >= Outcome::Warning || r.outcome == Outcome::Skipped
+        };
+        for c in r.checks.iter().filter(shown) {
             let _ = writeln!(out, "    {} {}: {}", c.outcome.as_str(), c.rule, c.detail);
             for e in c.evidence.iter().take(3) {
                 let _ = writeln!(out, "        {e}");
@@ -157,4 +161,70 @@ pub fn json(results: &[ScenarioResult], client: &str) -> serde_json::Value {
         "unexpected_failures": results.iter().filter(|r| r.unexpected_failure()).count(),
         "scenarios": results,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::Check;
+
+    fn result(id: &str, suite: &str, checks: Vec<Check>, expected: bool) -> ScenarioResult {
+        ScenarioResult {
+            id: id.into(),
+            title: format!("{id} <title> & more"),
+            requirement: "https://learn.microsoft.com/x".into(),
+            suite: suite.into(),
+            outcome: checks
+                .iter()
+                .map(|c| c.outcome)
+                .max()
+                .unwrap_or(Outcome::Passed),
+            expected_failure: expected,
+            seconds: 1.25,
+            checks,
+            error: None,
+        }
+    }
+
+    fn sample() -> Vec<ScenarioResult> {
+        let failed = Check::new("the rule \"quoted\"", false, "1 < 2")
+            .with_evidence(["#3 POST /token → 400 AADSTS7000215".to_string()]);
+        vec![
+            result(
+                "ENTRA-A-001",
+                "entra",
+                vec![Check::new("ok", true, "fine")],
+                false,
+            ),
+            result("ENTRA-A-002", "entra", vec![failed.clone()], false),
+            result("MGMT-A-001", "management", vec![failed], true),
+            result(
+                "MGMT-A-002",
+                "management",
+                vec![Check::advice("short-lived", true, "3600 s")],
+                false,
+            ),
+            result(
+                "ACS-A-001",
+                "acs",
+                vec![Check::skipped("supports `acs-request`", "not declared")],
+                false,
+            ),
+        ]
+    }
+
+    #[test]
+    fn junit_report() {
+        insta::assert_snapshot!(junit(&sample()));
+    }
+
+    #[test]
+    fn terminal_table() {
+        insta::assert_snapshot!(table(&sample()));
+    }
+
+    #[test]
+    fn json_report() {
+        insta::assert_json_snapshot!(json(&sample(), "my-client"));
+    }
 }

@@ -25,6 +25,8 @@ pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(90);
 pub enum Cred {
     Secret,
     Certificate,
+    /// A public client, with no credential of its own (delegated flows: the password grant).
+    Public,
 }
 
 /// What one client run produced.
@@ -136,6 +138,7 @@ impl Ctx<'_> {
                     .display()
                     .to_string(),
             )),
+            Cred::Public => {}
         }
         if let Some(acs) = self.target.ready.acs.first() {
             env.push(("ACS_ENDPOINT".into(), acs.endpoint.clone()));

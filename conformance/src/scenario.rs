@@ -63,6 +63,14 @@ impl Check {
         }
     }
 
+    /// Not judged: the run cannot carry the check out (`detail` says why).
+    pub fn skipped(rule: impl Into<String>, detail: impl Into<String>) -> Check {
+        Check {
+            outcome: Outcome::Skipped,
+            ..Check::new(rule, true, detail)
+        }
+    }
+
     pub fn with_evidence(mut self, evidence: impl IntoIterator<Item = String>) -> Check {
         self.evidence.extend(evidence);
         self

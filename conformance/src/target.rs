@@ -13,7 +13,7 @@ pub struct Target {
     pub ready: ReadyInfo,
     pub http: reqwest::Client,
     /// Keeps an in-process emulator alive.
-    _emulator: Option<Emulator>,
+    emulator: Option<Emulator>,
 }
 
 /// The tenant and application scenarios run as: Contoso's audit collector in the default
@@ -41,7 +41,7 @@ impl Target {
         Ok(Target {
             ready,
             http,
-            _emulator: Some(emulator),
+            emulator: Some(emulator),
         })
     }
 
@@ -58,7 +58,7 @@ impl Target {
         let target = Target {
             ready,
             http: client_for(&ca)?,
-            _emulator: None,
+            emulator: None,
         };
         let health = target
             .http
@@ -69,6 +69,23 @@ impl Target {
             return Err(anyhow!("no emulator answers at {}", target.base()));
         }
         Ok(target)
+    }
+
+    /// A TLS server configuration (HTTP/1.1) for `127.0.0.1` whose certificate the emulator
+    /// trusts: issued by its CA. Only an in-process emulator has one (a running emulator keeps
+    /// its CA key to itself).
+    pub fn loopback_tls(&self) -> Result<std::sync::Arc<tokio_rustls::rustls::ServerConfig>> {
+        let emulator = self.emulator.as_ref().ok_or_else(|| {
+            anyhow!("needs the in-process emulator (its CA issues the webhook's certificate)")
+        })?;
+        let tls = emulator
+            .core()
+            .pki
+            .tls_server_config(&["127.0.0.1".to_string()])
+            .map_err(|e| anyhow!("a certificate for the webhook: {e}"))?;
+        let mut cfg = (*tls).clone();
+        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(std::sync::Arc::new(cfg))
     }
 
     pub fn base(&self) -> &str {

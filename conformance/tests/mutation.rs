@@ -1,10 +1,11 @@
 //! Every scenario is shown to fail against a client that violates its rule (the naive client,
-//! in each variant the scenario names in its `mutants`, with the named check FAILED), and the
-//! reference clients pass every scenario they support. Scenarios run on several in-process
+//! in each variant the scenario names in its `mutants`, with the named check FAILED), every
+//! check the suite makes is shown to fail (or warn, for advice) in at least one of those runs,
+//! and the reference clients pass every scenario they support. Scenarios run on several in-process
 //! emulators at once. The Python clients run on the test virtualenv's Python
 //! (M365EMU_TEST_PYTHON, set by scripts/test.sh).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -105,6 +106,27 @@ async fn every_scenario_fails_for_a_client_that_breaks_its_rule_and_passes_for_t
         if r.outcome != Outcome::Failed || !caught || r.error.is_some() {
             problems.push(format!(
                 "{id} should fail for `naive.py {flags}` with a FAILED check “{rule}”: {r:#?}"
+            ));
+        }
+    }
+    // No check that cannot fail: every rule a reference client was judged by is FAILED (or a
+    // WARNING, for advice) in some naive run.
+    let caught: BTreeSet<&str> = results[..n_mutants]
+        .iter()
+        .flat_map(|r| &r.checks)
+        .filter(|c| c.outcome >= Outcome::Warning)
+        .map(|c| c.rule.as_str())
+        .collect();
+    let mut judged: BTreeMap<&str, &str> = BTreeMap::new();
+    for r in &results[n_mutants..] {
+        for c in r.checks.iter().filter(|c| c.outcome == Outcome::Passed) {
+            judged.entry(c.rule.as_str()).or_insert(r.id.as_str());
+        }
+    }
+    for (rule, id) in &judged {
+        if !caught.contains(rule) {
+            problems.push(format!(
+                "the check “{rule}” ({id}) is never shown to fail: no naive variant breaks it"
             ));
         }
     }

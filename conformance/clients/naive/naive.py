@@ -11,12 +11,22 @@ every scenario to prove that each check fails when a client violates it. Do not 
     and treats AF20024 as a failure), one window from the cursor to now whatever its length,
     NextPageUri ignored, cursor on the newest *event* time (CreationTime), no overlap, no
     de-duplication; --double-fetch downloads every blob twice;
+  * the webhook (audit-webhook): Webhook-AuthID never checked, every named blob fetched,
+    nothing de-duplicated; --webhook-bad-validation answers the validation request 202,
+    --webhook-accepted answers notifications 202;
   * certificate assertions: `aud` = the authority host, one-hour lifetime, no thumbprint
-    (--good-assertion: correct ones);
+    (--good-assertion: correct ones; on top of it --rs512 signs RS512, --iss-tenant puts the
+    tenant in `iss`, --no-jti leaves `jti` out);
   * --bad-scope: asks for the resource without `/.default`;
   * --cache-no-margin: caches tokens but uses them up to the second they expire;
-  * --hot-retry: retries 429 and 5xx at once, up to 20 times;
+  * --hot-retry: retries 429 and 5xx at once, up to 20 times; --no-retry: retries nothing;
   * --insecure: does not check server certificates;
+  * Microsoft Graph: a new token per call, `POST …/onlineMeetings` even with an external id
+    (no createOrGet: a duplicate meeting every run), the first page of chat messages only;
+    --graph-wrong-scope: asks for the Management API's scope instead of Graph's;
+    --graph-me: creates meetings at `/me/onlineMeetings` with an app-only token;
+    --rebuild-next-link: pages with `$skip` it computes instead of following `@odata.nextLink`;
+    --chat-app-only: posts chat messages with the app's own credential, not the user's token;
   * ACS (naive_acs.py): its own HMAC signer over the percent-decoded path and query, JSON
     bodies re-serialised, any 2xx PUT reported as created, a 404 after delete an error, the
     requested token lifetime ignored, no token cache with Entra; --sign-path-only: signs the

@@ -42,21 +42,29 @@ def assertion(token_url: str) -> str:
         cert = x509.load_pem_x509_certificate(pem)
         header["x5t"] = b64url(cert.fingerprint(hashes.SHA1()))  # noqa: S303 (the header's definition)
         claims.update({"aud": token_url, "exp": now + 600})
+    digest = hashes.SHA256()
+    if "--rs512" in FLAGS:  # an algorithm Entra does not take for assertions
+        header["alg"], digest = "RS512", hashes.SHA512()
+    if "--iss-tenant" in FLAGS:  # the tenant mistaken for the issuer
+        claims["iss"] = env("AZURE_TENANT_ID")
+    if "--no-jti" in FLAGS:
+        del claims["jti"]
     signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}"
-    sig = key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+    sig = key.sign(signing_input.encode(), padding.PKCS1v15(), digest)
     return f"{signing_input}.{b64url(sig)}"
 
 
 def _send(method: str, url: str, **kw) -> requests.Response:
     """429 retried once at once, whatever Retry-After says; --hot-retry: every failure
-    retried at once, up to 20 times; --insecure: certificates not checked."""
+    retried at once, up to 20 times; --no-retry: nothing retried; --insecure: certificates
+    not checked."""
     if "--insecure" in FLAGS:
         import urllib3
 
         urllib3.disable_warnings()
         kw["verify"] = False
     r = requests.request(method, url, timeout=30, **kw)
-    tries = 20 if "--hot-retry" in FLAGS else 1
+    tries = 20 if "--hot-retry" in FLAGS else 0 if "--no-retry" in FLAGS else 1
     for _ in range(tries):
         if r.status_code == 429 or ("--hot-retry" in FLAGS and r.status_code >= 400):
             r = requests.request(method, url, timeout=30, **kw)

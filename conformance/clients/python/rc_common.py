@@ -174,7 +174,8 @@ class Tokens:
         raise ClientError("client_error", "unreachable")
 
     def _forget(self, scope: str) -> None:
-        for at in self.app.token_cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN):
+        # A list first: removing while MSAL iterates its cache raises RuntimeError.
+        for at in list(self.app.token_cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN)):
             if scope.rsplit("/", 1)[0] in at.get("target", ""):
                 self.app.token_cache.remove_at(at)
 

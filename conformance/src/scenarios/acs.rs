@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, PrimitiveDateTime};
 
-use super::time_of;
+use super::{bounded_attempts, gaps, time_of, waits_before_each_retry};
 use crate::runner::{ClientRun, Cred, Ctx};
 use crate::scenario;
 use crate::scenario::{summarize, Check, Scenario};
@@ -737,10 +737,7 @@ async fn gives_up_on_persistent_503(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
         .await?;
     let journal = ctx.journal().await?;
     let entries = acs_entries(&journal);
-    let waits: Vec<f64> = entries
-        .windows(2)
-        .map(|w| time_of(w[1]) - time_of(w[0]))
-        .collect();
+    let waits = gaps(&entries);
     let reported = run.reported_error().unwrap_or_default();
     Ok(vec![
         Check::new(
@@ -749,16 +746,8 @@ async fn gives_up_on_persistent_503(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
             format!("{} ACS requests", entries.len()),
         )
         .with_evidence(evidence(&entries)),
-        Check::new(
-            "the client waits before each retry (at least 100 ms: a backoff, not a loop)",
-            !waits.is_empty() && waits.iter().all(|w| *w >= 0.1),
-            format!("waits between attempts: {waits:.2?} s"),
-        ),
-        Check::new(
-            "a bounded number of attempts (at most 6)",
-            entries.len() <= 6,
-            format!("{} ACS requests", entries.len()),
-        ),
+        waits_before_each_retry(&waits, evidence(&entries)),
+        bounded_attempts(entries.len(), Vec::new()),
         Check::new(
             "the client then fails (non-zero exit) and reports ServiceUnavailable",
             !run.succeeded() && run.exit_code.is_some() && reported == "ServiceUnavailable",

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use serde_json::{json, Value};
 
-use super::{of_operation, time_of};
+use super::{bounded_attempts, gaps, of_operation, time_of, waits_before_each_retry};
 use crate::runner::{ClientRun, Cred, Ctx};
 use crate::scenario;
 use crate::scenario::{summarize, Check, Scenario};
@@ -11,16 +11,17 @@ use crate::scenario::{summarize, Check, Scenario};
 pub fn scenarios() -> Vec<Scenario> {
     vec![
         scenario!("ENTRA-SECRET-001", "entra", "token", "Gets an app-only token with a client secret", "https://learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant-flow#first-case-access-token-request-with-a-shared-secret", secret_token, mutants: [("--bad-scope", "succeeded")]),
-        scenario!("ENTRA-CERT-001", "entra", "token", "Signs a correct certificate client assertion", "https://learn.microsoft.com/entra/identity-platform/certificate-credentials#assertion-format", certificate_assertion, mutants: [("", "aud is exactly the token endpoint")]),
-        scenario!("ENTRA-CACHE-001", "entra", "token", "Reuses a token within its lifetime", "https://learn.microsoft.com/entra/identity-platform/msal-acquire-cache-tokens", token_reuse, mutants: [("", "one token request serves all three")]),
+        scenario!("ENTRA-CERT-001", "entra", "token", "Signs a correct certificate client assertion", "https://learn.microsoft.com/entra/identity-platform/certificate-credentials#assertion-format", certificate_assertion, mutants: [("", "aud is exactly the token endpoint"), ("", "gets a token with its certificate"), ("--good-assertion --rs512", "alg is RS256 or PS256"), ("--good-assertion --iss-tenant", "iss and sub are the client id"), ("--good-assertion --no-jti", "jti is present")]),
+        scenario!("ENTRA-CACHE-001", "entra", "token", "Reuses a token within its lifetime", "https://learn.microsoft.com/entra/identity-platform/msal-acquire-cache-tokens", token_reuse, mutants: [("", "one token request serves all three"), ("--bad-scope", "needs a token three times")]),
         scenario!("ENTRA-ERROR-001", "entra", "token", "Surfaces an AADSTS error and does not retry a 4xx", "https://learn.microsoft.com/entra/identity-platform/reference-error-codes", error_surfaced, mutants: [("", "non-zero exit")]),
-        scenario!("ENTRA-REFRESH-001", "entra", "token", "Gets a new token before the cached one expires", "https://learn.microsoft.com/entra/identity-platform/msal-acquire-cache-tokens#acquiring-tokens", refresh_before_expiry, mutants: [("--cache-no-margin", "renewed before use")]),
+        scenario!("ENTRA-REFRESH-001", "entra", "token", "Gets a new token before the cached one expires", "https://learn.microsoft.com/entra/identity-platform/msal-acquire-cache-tokens#acquiring-tokens", refresh_before_expiry, mutants: [("--cache-no-margin", "renewed before use"), ("--bad-scope", "needs a token twice")]),
         scenario!("ENTRA-CERT-002", "entra", "token", "Reports AADSTS700027 when its certificate is no longer registered, without retrying", "https://learn.microsoft.com/entra/identity-platform/reference-error-codes#aadsts-error-codes", certificate_removed, mutants: [("--good-assertion", "non-zero exit"), ("--good-assertion --hot-retry --raise", "not retried")]),
         scenario!("ENTRA-TLS-001", "entra", "token", "Refuses a server certificate its CA bundle does not trust", "https://www.rfc-editor.org/rfc/rfc9110#section-4.3.4", refuses_untrusted_server, mutants: [("--insecure", "no token request reaches a server it does not trust")]),
         scenario!("ENTRA-ERROR-002", "entra", "token", "Reports AADSTS700016 (application not found) without retrying", "https://learn.microsoft.com/entra/identity-platform/reference-error-codes#aadsts-error-codes", unknown_application_reported, mutants: [("", "non-zero exit"), ("--hot-retry --raise", "not retried")]),
+        scenario!("ENTRA-ERROR-003", "entra", "token", "Reports AADSTS7000222 (expired client secret) without retrying", "https://learn.microsoft.com/entra/identity-platform/reference-error-codes#aadsts-error-codes", expired_secret_reported, mutants: [("", "non-zero exit"), ("--hot-retry --raise", "not retried")]),
         scenario!("ENTRA-RETRY-001", "entra", "token", "Retries a 503 from the token endpoint with a bounded backoff", "https://learn.microsoft.com/entra/identity-platform/msal-error-handling-python#retrying-after-errors-and-exceptions", retries_server_errors, mutants: [("", "gets its token after two 503 answers"), ("--hot-retry", "waits before each retry")]),
         scenario!("ENTRA-RETRY-002", "entra", "token", "Gives up cleanly when the token endpoint keeps failing", "https://learn.microsoft.com/entra/identity-platform/msal-error-handling-python#retrying-after-errors-and-exceptions", gives_up_on_persistent_errors, mutants: [("", "non-zero exit"), ("--hot-retry --raise", "a bounded number of attempts")]),
-        scenario!("ENTRA-THROTTLE-001", "entra", "token", "Honours Retry-After on a 429 from the token endpoint", "https://learn.microsoft.com/entra/identity-platform/msal-error-handling-python#retrying-after-errors-and-exceptions", retry_after_honoured, mutants: [("", "Retry-After")]),
+        scenario!("ENTRA-THROTTLE-001", "entra", "token", "Honours Retry-After on a 429 from the token endpoint", "https://learn.microsoft.com/entra/identity-platform/msal-error-handling-python#retrying-after-errors-and-exceptions", retry_after_honoured, mutants: [("", "Retry-After"), ("--no-retry", "gets its token after the throttled attempt")]),
     ]
 }
 
@@ -30,6 +31,20 @@ fn tokens(journal: &[Value]) -> Vec<&Value> {
 
 fn evidence(entries: &[&Value]) -> Vec<String> {
     entries.iter().map(|e| summarize(e)).collect()
+}
+
+/// The client exits 0 having reported `needs` acquired tokens.
+fn acquired(rule: &str, run: &ClientRun, needs: usize) -> Check {
+    let got = run
+        .lines
+        .iter()
+        .filter(|l| l["token"] == "acquired")
+        .count();
+    Check::new(
+        rule,
+        run.succeeded() && got == needs,
+        format!("{got} of {needs} tokens reported; {}", run.describe()),
+    )
 }
 
 /// "The client fails (non-zero exit) instead of pretending."
@@ -92,10 +107,10 @@ async fn certificate_assertion(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
     let journal = ctx.journal().await?;
     let app = ctx.target.collector()?;
     let t = tokens(&journal);
-    let mut checks = vec![Check::new(
+    let mut checks = vec![acquired(
         "the client gets a token with its certificate",
-        run.succeeded(),
-        run.describe(),
+        &run,
+        1,
     )];
     let Some(entry) = t.iter().find(|e| e["assertion"].is_object()) else {
         checks.push(
@@ -200,17 +215,7 @@ async fn token_reuse(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
     let journal = ctx.journal().await?;
     let t = tokens(&journal);
     Ok(vec![
-        Check::new(
-            "the client needs a token three times and gets it",
-            run.succeeded()
-                && run
-                    .lines
-                    .iter()
-                    .filter(|l| l["token"] == "acquired")
-                    .count()
-                    == 3,
-            run.describe(),
-        ),
+        acquired("the client needs a token three times and gets it", &run, 3),
         Check::new(
             "one token request serves all three (cache)",
             t.len() == 1,
@@ -245,10 +250,10 @@ async fn retry_after_honoured(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
     let run = ctx.run_client("token", Cred::Secret, &[]).await?;
     let journal = ctx.journal().await?;
     let t = tokens(&journal);
-    let mut checks = vec![Check::new(
+    let mut checks = vec![acquired(
         "the client gets its token after the throttled attempt",
-        run.succeeded(),
-        run.describe(),
+        &run,
+        1,
     )];
     match (t.first(), t.get(1)) {
         (Some(first), Some(second)) => {
@@ -271,11 +276,6 @@ async fn retry_after_honoured(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
             .with_evidence(evidence(&t)),
         ),
     }
-    checks.push(Check::new(
-        "a bounded number of attempts",
-        t.len() <= 3,
-        format!("{} token requests", t.len()),
-    ));
     Ok(checks)
 }
 
@@ -306,16 +306,10 @@ async fn refresh_before_expiry(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
     let journal = ctx.journal().await?;
     let t = tokens(&journal);
     let ok: Vec<&Value> = t.iter().copied().filter(|e| e["status"] == 200).collect();
-    let mut checks = vec![Check::new(
+    let mut checks = vec![acquired(
         "the client needs a token twice and gets it",
-        run.succeeded()
-            && run
-                .lines
-                .iter()
-                .filter(|l| l["token"] == "acquired")
-                .count()
-                == 2,
-        run.describe(),
+        &run,
+        2,
     )];
     let renewed = match (ok.first(), ok.get(1)) {
         (Some(first), Some(second)) => {
@@ -406,12 +400,39 @@ async fn unknown_application_reported(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
     ))
 }
 
-/// Seconds between consecutive journal entries.
-fn gaps(entries: &[&Value]) -> Vec<f64> {
-    entries
-        .windows(2)
-        .map(|w| time_of(w[1]) - time_of(w[0]))
-        .collect()
+async fn expired_secret_reported(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
+    // The default world gives the collector a secret that expired at the end of 2024.
+    let world = ctx
+        .target
+        .admin(reqwest::Method::GET, "world", None)
+        .await?;
+    let app = ctx.target.collector()?;
+    let now = time::OffsetDateTime::now_utc();
+    let expired = world["applications"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| a["client_id"] == app.client_id.as_str())
+        .flat_map(|a| a["secrets"].as_array().cloned().unwrap_or_default())
+        .find(|s| {
+            s["expires"].as_str().is_some_and(|e| {
+                time::OffsetDateTime::parse(e, &time::format_description::well_known::Rfc3339)
+                    .is_ok_and(|e| e < now)
+            })
+        })
+        .and_then(|s| s["value"].as_str().map(str::to_string))
+        .ok_or_else(|| anyhow::anyhow!("the world gives the collector no expired secret"))?;
+    let run = ctx
+        .run_client("token", Cred::Secret, &[("AZURE_CLIENT_SECRET", expired)])
+        .await?;
+    let journal = ctx.journal().await?;
+    Ok(final_error_checks(
+        &run,
+        &tokens(&journal),
+        "7000222",
+        "invalid_client",
+        " (the secret expired on 2024-12-31)".into(),
+    ))
 }
 
 async fn retries_server_errors(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
@@ -429,17 +450,7 @@ async fn retries_server_errors(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
             run.describe(),
         )
         .with_evidence(evidence(&t)),
-        Check::new(
-            "the client waits before each retry (at least 100 ms: a backoff, not a loop)",
-            !waits.is_empty() && waits.iter().all(|w| *w >= 0.1),
-            format!("waits between attempts: {waits:.2?} s"),
-        )
-        .with_evidence(evidence(&t)),
-        Check::new(
-            "a bounded number of attempts (at most 5)",
-            t.len() <= 5,
-            format!("{} token requests", t.len()),
-        ),
+        waits_before_each_retry(&waits, evidence(&t)),
     ])
 }
 
@@ -452,12 +463,7 @@ async fn gives_up_on_persistent_errors(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
     let t = tokens(&journal);
     let reported = run.reported_error().unwrap_or_default();
     Ok(vec![
-        Check::new(
-            "a bounded number of attempts (at most 6), then the client stops",
-            (1..=6).contains(&t.len()),
-            format!("{} token requests", t.len()),
-        )
-        .with_evidence(evidence(&t)),
+        bounded_attempts(t.len(), evidence(&t)),
         Check::new(
             "the client fails (non-zero exit) and reports the error",
             !run.succeeded()

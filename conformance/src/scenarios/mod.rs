@@ -4,6 +4,7 @@ pub use crate::scenario::Scenario;
 
 pub mod acs;
 pub mod entra;
+pub mod graph;
 pub mod management;
 
 /// Wraps an `async fn(&Ctx) -> Result<Vec<Check>>` as a scenario's `run`, with the naive
@@ -28,8 +29,41 @@ macro_rules! scenario {
 pub fn all() -> Vec<Scenario> {
     let mut v = entra::scenarios();
     v.extend(management::scenarios());
+    v.extend(graph::scenarios());
     v.extend(acs::scenarios());
     v
+}
+
+/// The rule every scenario with a transient failure applies to the gaps between attempts
+/// (seconds): a backoff, not a hot loop.
+pub fn waits_before_each_retry(waits: &[f64], evidence: Vec<String>) -> crate::scenario::Check {
+    crate::scenario::Check::new(
+        "the client waits before each retry (at least 100 ms: a backoff, not a loop)",
+        !waits.is_empty() && waits.iter().all(|w| *w >= 0.1),
+        format!("waits between attempts: {waits:.2?} s"),
+    )
+    .with_evidence(evidence)
+}
+
+/// The rule for a persistent failure: at most `MAX_ATTEMPTS_ON_PERSISTENT_FAILURE` attempts.
+pub fn bounded_attempts(attempts: usize, evidence: Vec<String>) -> crate::scenario::Check {
+    crate::scenario::Check::new(
+        "a bounded number of attempts (at most 6), then the client stops",
+        (1..=MAX_ATTEMPTS_ON_PERSISTENT_FAILURE).contains(&attempts),
+        format!("{attempts} attempts"),
+    )
+    .with_evidence(evidence)
+}
+
+/// What a client may spend on a request that keeps failing (the reference clients: 5).
+pub const MAX_ATTEMPTS_ON_PERSISTENT_FAILURE: usize = 6;
+
+/// Seconds between consecutive journal entries.
+pub fn gaps(entries: &[&serde_json::Value]) -> Vec<f64> {
+    entries
+        .windows(2)
+        .map(|w| time_of(w[1]) - time_of(w[0]))
+        .collect()
 }
 
 /// Journal entries of one operation.

@@ -1,4 +1,5 @@
-//! App-only tokens from Entra ID's v2 endpoint, cached.
+//! Tokens from Entra ID's v2 endpoint, cached: app-only (secret or certificate) and, for a
+//! Teams user, delegated by the password grant.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -25,6 +26,12 @@ pub enum Credential {
     Certificate {
         der: Vec<u8>,
         key: RsaKeyPair,
+    },
+    /// A Teams user's name and password through a public client (the password grant): the
+    /// tokens are delegated, for that user.
+    Password {
+        username: String,
+        password: String,
     },
 }
 
@@ -59,7 +66,8 @@ struct Cached {
     renew_at: Instant,
 }
 
-/// Gets and caches app-only tokens for one application in one tenant.
+/// Gets and caches tokens for one application (and, with [`Credential::Password`], one user)
+/// in one tenant.
 pub struct TokenClient {
     http: reqwest::Client,
     token_url: String,
@@ -140,13 +148,21 @@ impl TokenClient {
     async fn request(&self, scope: &str) -> Result<Reply, ClientError> {
         self.requests
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let grant = match self.credential {
+            Credential::Password { .. } => "password",
+            _ => "client_credentials",
+        };
         let mut form = vec![
-            ("grant_type".to_string(), "client_credentials".to_string()),
+            ("grant_type".to_string(), grant.to_string()),
             ("client_id".to_string(), self.client_id.clone()),
             ("scope".to_string(), scope.to_string()),
         ];
         match &self.credential {
             Credential::Secret(s) => form.push(("client_secret".into(), s.clone())),
+            Credential::Password { username, password } => {
+                form.push(("username".into(), username.clone()));
+                form.push(("password".into(), password.clone()));
+            }
             Credential::Certificate { der, key } => {
                 form.push((
                     "client_assertion_type".into(),

@@ -9,15 +9,22 @@
 //! - [`management::Drainer`]: the Office 365 Management Activity API without losing records:
 //!   starts missing subscriptions (AF20022), tolerates AF20024, windows of at most 24 hours
 //!   on `contentCreated` that overlap the previous poll, `NextPageUri` followed to the end,
-//!   each blob fetched once, records de-duplicated by `Id`.
+//!   each blob fetched once, records de-duplicated by `Id`; subscriptions with a webhook.
+//! - [`webhook::serve`]: the webhook receiver: validation answered 200, notifications trusted
+//!   only with the subscription's `Webhook-AuthID`, answered at once and fetched afterwards.
+//! - [`graph::Graph`]: Microsoft Graph online meetings (createOrGet by `externalId`) and chat
+//!   messages (every page, by `@odata.nextLink` as given), errors with Graph's `error.code`;
+//!   delegated tokens for a Teams user by the password grant ([`auth::Credential::Password`]).
 //! - [`acs::AcsClient`]: Azure Communication Services with HMAC-SHA256 (every attempt signed
 //!   afresh over the exact request target and body) or an Entra token: identities, tokens,
 //!   and Teams Phone extensibility assignments (201 created vs 200 replaced, 404 = absent).
 
 pub mod acs;
 pub mod auth;
+pub mod graph;
 pub mod management;
 pub mod retry;
+pub mod webhook;
 
 /// What can go wrong, with the service's own error code when there is one.
 #[derive(Debug, thiserror::Error)]

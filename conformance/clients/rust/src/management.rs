@@ -50,15 +50,21 @@ impl<'a> Drainer<'a> {
         }
     }
 
-    async fn call(&self, post: bool, url: &str) -> Result<Reply, ClientError> {
+    /// GET `url`, or POST it (with `body` as JSON when given), with a bearer token.
+    async fn call(
+        &self,
+        post: bool,
+        url: &str,
+        body: Option<&Value>,
+    ) -> Result<Reply, ClientError> {
         let mut retried_auth = false;
         loop {
             let token = self.tokens.token(SCOPE).await?;
             let reply = retry::send(|| {
-                let req = if post {
-                    self.http.post(url)
-                } else {
-                    self.http.get(url)
+                let req = match (post, body) {
+                    (true, Some(b)) => self.http.post(url).json(b),
+                    (true, None) => self.http.post(url),
+                    (false, _) => self.http.get(url),
                 };
                 req.bearer_auth(&token)
             })
@@ -99,11 +105,28 @@ impl<'a> Drainer<'a> {
     /// Makes sure the subscription for `content_type` is enabled: `/start` answers 200, or
     /// AF20024 (already enabled) which is fine too.
     pub async fn ensure_subscription(&self, content_type: &str) -> Result<(), ClientError> {
+        self.start(content_type, None).await
+    }
+
+    /// Starts the subscription for `content_type` with a webhook: the service first sends
+    /// the validation request to `address` (which must answer 200), then notifications that
+    /// carry `auth_id` in `Webhook-AuthID`. AF20024 (already enabled) is fine too.
+    pub async fn start_with_webhook(
+        &self,
+        content_type: &str,
+        address: &str,
+        auth_id: &str,
+    ) -> Result<(), ClientError> {
+        let body = serde_json::json!({"webhook": {"address": address, "authId": auth_id}});
+        self.start(content_type, Some(&body)).await
+    }
+
+    async fn start(&self, content_type: &str, body: Option<&Value>) -> Result<(), ClientError> {
         let url = self.with_publisher(format!(
             "{}/subscriptions/start?contentType={content_type}",
             self.feed_url
         ));
-        let reply = self.call(true, &url).await?;
+        let reply = self.call(true, &url, body).await?;
         if reply.status.is_success() || reply.error_code().as_deref() == Some("AF20024") {
             return Ok(());
         }
@@ -147,7 +170,7 @@ impl<'a> Drainer<'a> {
         let mut next = Some(first);
         let mut started = false;
         while let Some(url) = next.take() {
-            let reply = self.call(false, &url).await?;
+            let reply = self.call(false, &url, None).await?;
             if reply.error_code().as_deref() == Some("AF20022") && !started {
                 self.ensure_subscription(content_type).await?;
                 started = true;
@@ -164,39 +187,59 @@ impl<'a> Drainer<'a> {
                 .and_then(|v| v.as_array().cloned())
                 .unwrap_or_default();
             for entry in entries {
-                let Some(id) = entry["contentId"].as_str() else {
+                let (Some(id), Some(uri)) =
+                    (entry["contentId"].as_str(), entry["contentUri"].as_str())
+                else {
                     continue;
                 };
-                let Some(uri) = entry["contentUri"].as_str() else {
+                let Some(records) = self.fetch_blob(id, uri).await? else {
                     continue;
                 };
-                if !self.seen_blobs.insert(id.to_string()) {
-                    continue;
-                }
-                let blob = self.call(false, &self.with_publisher_blob(uri)).await?;
-                if !blob.status.is_success() {
-                    // Expired or gone: nothing to collect, the listing was stale.
-                    if matches!(blob.error_code().as_deref(), Some("AF20050" | "AF20051")) {
-                        continue;
-                    }
-                    return Err(Self::fail(&blob));
-                }
                 out.blobs += 1;
-                for record in blob
-                    .json()
-                    .and_then(|v| v.as_array().cloned())
-                    .unwrap_or_default()
-                {
-                    let rid = record["Id"].as_str().unwrap_or_default().to_string();
-                    if self.seen_records.insert(rid) {
-                        out.records.push(record);
-                    } else {
-                        out.duplicates += 1;
-                    }
-                }
+                let before = records.len();
+                let new = self.keep_new(records);
+                out.duplicates += (before - new.len()) as u32;
+                out.records.extend(new);
             }
         }
         Ok(())
+    }
+
+    /// The records of blob `content_id` at `uri`; `None` when it was fetched before, or is
+    /// expired or unknown (AF20050/AF20051: a stale listing or notification).
+    pub async fn fetch_blob(
+        &mut self,
+        content_id: &str,
+        uri: &str,
+    ) -> Result<Option<Vec<Value>>, ClientError> {
+        if !self.seen_blobs.insert(content_id.to_string()) {
+            return Ok(None);
+        }
+        let blob = self
+            .call(false, &self.with_publisher_blob(uri), None)
+            .await?;
+        if !blob.status.is_success() {
+            if matches!(blob.error_code().as_deref(), Some("AF20050" | "AF20051")) {
+                return Ok(None);
+            }
+            return Err(Self::fail(&blob));
+        }
+        Ok(Some(
+            blob.json()
+                .and_then(|v| v.as_array().cloned())
+                .unwrap_or_default(),
+        ))
+    }
+
+    /// The records whose `Id` was not delivered before (and remembers them).
+    pub fn keep_new(&mut self, records: Vec<Value>) -> Vec<Value> {
+        records
+            .into_iter()
+            .filter(|r| {
+                self.seen_records
+                    .insert(r["Id"].as_str().unwrap_or_default().to_string())
+            })
+            .collect()
     }
 
     fn with_publisher_blob(&self, uri: &str) -> String {

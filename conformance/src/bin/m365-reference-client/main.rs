@@ -6,6 +6,7 @@
 mod acs;
 mod common;
 mod entra;
+mod graph;
 mod management;
 
 use std::process::ExitCode;
@@ -18,6 +19,9 @@ use serde_json::json;
 const OPERATIONS: &[&str] = &[
     "token",
     "audit-sync",
+    "audit-webhook",
+    "graph-meeting",
+    "graph-chat",
     "acs-identity",
     "acs-assignments",
     "acs-request",
@@ -35,6 +39,9 @@ async fn main() -> ExitCode {
         Ok(http) => match op.as_str() {
             "token" => entra::token(&http).await,
             "audit-sync" => management::audit_sync(&http).await,
+            "audit-webhook" => management::audit_webhook(&http).await,
+            "graph-meeting" => graph::meeting(&http).await,
+            "graph-chat" => graph::chat(&http).await,
             "acs-identity" => acs::identity(&http).await,
             "acs-assignments" => acs::assignments(&http).await,
             "acs-request" => acs::request(&http).await,

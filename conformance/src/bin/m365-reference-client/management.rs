@@ -59,3 +59,63 @@ pub async fn audit_sync(http: &reqwest::Client) -> Result<(), ClientError> {
     }
     Ok(())
 }
+
+/// `audit-webhook`: serves the webhook, starts the subscriptions with it, and for every
+/// trusted notification fetches the announced blobs (each once) and delivers their new
+/// records, until `M365_WEBHOOK_SECONDS` have passed.
+pub async fn audit_webhook(http: &reqwest::Client) -> Result<(), ClientError> {
+    use m365_reference_client::webhook::{serve, Received};
+
+    let tokens = token_client(http)?;
+    let mut drainer = Drainer::new(http.clone(), &tokens, &env("M365_MANAGEMENT_URL")?);
+    let listen = env("M365_WEBHOOK_LISTEN")?;
+    let address = env("M365_WEBHOOK_ADDRESS")?;
+    let auth_id = env("M365_WEBHOOK_AUTH_ID")?;
+    let seconds: f64 = env("M365_WEBHOOK_SECONDS")?
+        .parse()
+        .ok()
+        .filter(|s: &f64| s.is_finite() && *s >= 0.0)
+        .ok_or_else(|| ClientError::Config("M365_WEBHOOK_SECONDS is not a number".into()))?;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs_f64(seconds);
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .map_err(|e| ClientError::Config(format!("listening on {listen}: {e}")))?;
+    let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
+    let server = tokio::spawn(serve(listener, auth_id.clone(), events));
+    for ct in env("M365_AUDIT_CONTENT_TYPES")?.split(',') {
+        drainer
+            .start_with_webhook(ct.trim(), &address, &auth_id)
+            .await?;
+    }
+    loop {
+        let event = tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => break,
+            event = received.recv() => event,
+        };
+        match event {
+            None => break,
+            Some(Received::Validation) => eprintln!("m365-reference-client: webhook validated"),
+            Some(Received::Rejected {
+                content_ids,
+                reason,
+            }) => {
+                for id in content_ids {
+                    emit(json!({"rejected": id, "reason": reason}));
+                }
+            }
+            Some(Received::Notification(announced)) => {
+                for a in announced {
+                    let Some(records) = drainer.fetch_blob(&a.content_id, &a.content_uri).await?
+                    else {
+                        continue;
+                    };
+                    for r in drainer.keep_new(records) {
+                        emit(json!({"record": r["Id"], "contentType": a.content_type}));
+                    }
+                }
+            }
+        }
+    }
+    server.abort();
+    Ok(())
+}
