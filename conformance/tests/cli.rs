@@ -125,3 +125,16 @@ fn a_run_writes_its_reports_and_exits_by_its_unexpected_failures() {
     assert!(tolerated.status.success(), "{}", text(&tolerated.stderr));
     assert!(text(&tolerated.stderr).contains("(expected failure)"));
 }
+
+/// conformance/SCENARIOS.md is `m365-conformance list --markdown` under a heading: regenerate
+/// it with `scripts/scenarios-md.sh` when a scenario is added or renamed.
+#[test]
+fn scenarios_md_is_current() {
+    let listed = text(&conformance(&["list", "--markdown"]).stdout);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("SCENARIOS.md");
+    let committed = std::fs::read_to_string(&path).expect("conformance/SCENARIOS.md");
+    assert!(
+        committed.ends_with(&listed),
+        "conformance/SCENARIOS.md is stale: run scripts/scenarios-md.sh"
+    );
+}
