@@ -385,18 +385,7 @@ impl<'a> AcsClient<'a> {
 
 /// ACS's `{"error":{"code","message"}}` as a [`ClientError`].
 pub fn service_error(reply: &Reply) -> ClientError {
-    let v = reply.json().unwrap_or_default();
-    ClientError::Service {
-        service: "acs",
-        status: reply.status.as_u16(),
-        code: reply
-            .error_code()
-            .unwrap_or_else(|| format!("HTTP{}", reply.status.as_u16())),
-        message: v["error"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string(),
-    }
+    reply.error("acs")
 }
 
 fn unexpected(reply: &Reply, what: &str) -> ClientError {

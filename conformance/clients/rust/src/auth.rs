@@ -131,6 +131,28 @@ impl TokenClient {
         Ok(token.to_string())
     }
 
+    /// Sends the request `build` makes with a bearer token for `scope`, under the bounded
+    /// retries of [`retry::send`]. A 401 can mean the token expired or was revoked under us
+    /// (the service's clock is not ours): one fresh token and one more try, then the answer
+    /// stands.
+    pub async fn send_with_token(
+        &self,
+        scope: &str,
+        build: impl Fn(&str) -> reqwest::RequestBuilder,
+    ) -> Result<Reply, ClientError> {
+        let mut refreshed = false;
+        loop {
+            let token = self.token(scope).await?;
+            let reply = retry::send(|| build(&token)).await?;
+            if reply.status.as_u16() == 401 && !refreshed {
+                self.forget(scope);
+                refreshed = true;
+                continue;
+            }
+            return Ok(reply);
+        }
+    }
+
     /// Drops the cached token for `scope` (after a 401: it was revoked or the clock moved).
     pub fn forget(&self, scope: &str) {
         self.cache

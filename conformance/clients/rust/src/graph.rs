@@ -6,7 +6,7 @@ use reqwest::{Method, Url};
 use serde_json::{json, Value};
 
 use crate::auth::TokenClient;
-use crate::retry::{self, Reply};
+use crate::retry::Reply;
 use crate::ClientError;
 
 /// Graph's `.default` scope: every permission consented for the app (or, delegated, the user).
@@ -67,40 +67,20 @@ impl<'a> Graph<'a> {
         url: &str,
         body: Option<&Value>,
     ) -> Result<Reply, ClientError> {
-        let mut retried_auth = false;
-        loop {
-            let token = self.tokens.token(SCOPE).await?;
-            let reply = retry::send(|| {
-                let req = self.http.request(method.clone(), url).bearer_auth(&token);
+        self.tokens
+            .send_with_token(SCOPE, |token| {
+                let req = self.http.request(method.clone(), url).bearer_auth(token);
                 match body {
                     Some(b) => req.json(b),
                     None => req,
                 }
             })
-            .await?;
-            if reply.status.as_u16() == 401 && !retried_auth {
-                self.tokens.forget(SCOPE);
-                retried_auth = true;
-                continue;
-            }
-            return Ok(reply);
-        }
+            .await
     }
 
     /// A non-2xx answer as an error carrying Graph's `error.code` (`Forbidden`, …).
     fn fail(reply: &Reply) -> ClientError {
-        let body = reply.json().unwrap_or_default();
-        ClientError::Service {
-            service: "graph",
-            status: reply.status.as_u16(),
-            code: reply
-                .error_code()
-                .unwrap_or_else(|| format!("HTTP{}", reply.status.as_u16())),
-            message: body["error"]["message"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
-        }
+        reply.error("graph")
     }
 
     fn json_of(reply: &Reply) -> Result<Value, ClientError> {

@@ -7,7 +7,7 @@ use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 
 use crate::auth::TokenClient;
-use crate::retry::{self, Reply};
+use crate::retry::Reply;
 use crate::ClientError;
 
 pub const SCOPE: &str = "https://manage.office.com/.default";
@@ -57,42 +57,20 @@ impl<'a> Drainer<'a> {
         url: &str,
         body: Option<&Value>,
     ) -> Result<Reply, ClientError> {
-        let mut retried_auth = false;
-        loop {
-            let token = self.tokens.token(SCOPE).await?;
-            let reply = retry::send(|| {
+        self.tokens
+            .send_with_token(SCOPE, |token| {
                 let req = match (post, body) {
                     (true, Some(b)) => self.http.post(url).json(b),
                     (true, None) => self.http.post(url),
                     (false, _) => self.http.get(url),
                 };
-                req.bearer_auth(&token)
+                req.bearer_auth(token)
             })
-            .await?;
-            // A 401 can mean the token expired under us: one fresh token, then give up.
-            if reply.status.as_u16() == 401 && !retried_auth {
-                self.tokens.forget(SCOPE);
-                retried_auth = true;
-                continue;
-            }
-            return Ok(reply);
-        }
+            .await
     }
 
     fn fail(reply: &Reply) -> ClientError {
-        let body = reply.json().unwrap_or_default();
-        ClientError::Service {
-            service: "management",
-            status: reply.status.as_u16(),
-            code: reply
-                .error_code()
-                .unwrap_or_else(|| format!("HTTP{}", reply.status.as_u16())),
-            message: body["error"]["message"]
-                .as_str()
-                .or(body["Message"].as_str())
-                .unwrap_or_default()
-                .to_string(),
-        }
+        reply.error("management")
     }
 
     fn with_publisher(&self, url: String) -> String {

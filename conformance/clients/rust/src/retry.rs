@@ -41,6 +41,24 @@ impl Reply {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name)?.to_str().ok()
     }
+
+    /// A final non-2xx answer of `service` as an error: the service's code (`HTTP<status>`
+    /// when it gave none) and its message (`error.message`, or ASP.NET's `Message`).
+    pub fn error(&self, service: &'static str) -> crate::ClientError {
+        let body = self.json().unwrap_or_default();
+        crate::ClientError::Service {
+            service,
+            status: self.status.as_u16(),
+            code: self
+                .error_code()
+                .unwrap_or_else(|| format!("HTTP{}", self.status.as_u16())),
+            message: body["error"]["message"]
+                .as_str()
+                .or(body["Message"].as_str())
+                .unwrap_or_default()
+                .to_string(),
+        }
+    }
 }
 
 /// Whether an answer is worth another attempt: 429, 5xx, and the Management API's AF429,
