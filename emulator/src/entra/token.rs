@@ -235,14 +235,18 @@ fn issue(
         auth,
     };
     let key = core.signing.active();
-    let token = mint::mint_app_only(
+    let recipe = mint::AppOnlyRecipe::new(
         &key,
         &grant,
-        now,
         core.token_lifetime(dir),
         &core.settings.issuer_host,
-    )
-    .map_err(|e| AadError::with_message(9002313, format!("Token signing failed: {e}")))?;
+    );
+    let token = match core.presign.take(&recipe, &key, now) {
+        Some(token) => token,
+        None => recipe
+            .mint(&key, now)
+            .map_err(|e| AadError::with_message(9002313, format!("Token signing failed: {e}")))?,
+    };
     outcome.token_id = Some(token.uti.clone());
     let expires_in = token.expires_in(now);
     Ok(match endpoint {
