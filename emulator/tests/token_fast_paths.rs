@@ -5,11 +5,15 @@
 //! `uti`), verifies against the JWKS (jsonwebtoken and the shared validator), carries the
 //! request's `iat`/`nbf`/`exp` and `expires_in` 3599, and the pool is bypassed as soon as the
 //! clock's second or the active key changes.
+//!
+//! Remembered assertion signatures (`entra::assertion::VerifiedSignatures`): a reused
+//! assertion still gets every other check, and a changed signature is verified anew.
 
 mod support;
 
 use std::collections::HashSet;
 
+use base64::Engine;
 use m365_emulator::entra::presign::{self, Work, TARGET};
 use m365_emulator::Emulator;
 use serde_json::{json, Value};
@@ -141,4 +145,50 @@ async fn pre_signed_tokens_are_unique_verifiable_and_carry_the_request_time() {
     assert!(!old.contains(&t), "a token of the old key was served");
     assert_eq!(raw_header(&t)["kid"], rotated["active_kid"]);
     check(&em, &jwks, &t, &body, now + 1);
+}
+
+/// The server remembers assertion signatures that verified (clients reuse an assertion for
+/// minutes); a repeat still gets every other check, and a changed signature is checked anew.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_assertion_is_checked_like_a_new_one() {
+    let em = start().await;
+    let http = client(&em);
+    let collector = AppCredential::load(&em, COLLECTOR);
+    let url = token_url_v2(&em, CONTOSO);
+    let now = em.clock().now().unix_timestamp();
+    let assertion = collector.msal_python_assertion(COLLECTOR, &url, now);
+    let codes = |body: &Value| body["error_codes"].clone();
+    for _ in 0..2 {
+        let (status, _, body) =
+            post_form(&http, &url, &assertion_form_v2(COLLECTOR, &assertion)).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    // The same signed bytes with one bit of the signature flipped.
+    let (head, sig) = assertion.rsplit_once('.').expect("three segments");
+    let mut raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(sig)
+        .expect("base64url");
+    raw[10] ^= 1;
+    let tampered = format!(
+        "{head}.{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+    );
+    let (status, _, body) = post_form(&http, &url, &assertion_form_v2(COLLECTOR, &tampered)).await;
+    assert_eq!((status, codes(&body)), (401, json!([700027])), "{body}");
+    // The verified assertion posted to another tenant's endpoint: wrong audience.
+    let other = token_url_v2(&em, CONTOSO_DOMAIN);
+    let (status, _, body) =
+        post_form(&http, &other, &assertion_form_v2(COLLECTOR, &assertion)).await;
+    assert_eq!(
+        status, 200,
+        "the domain form of the same tenant is accepted: {body}"
+    );
+    let fabrikam = token_url_v2(&em, FABRIKAM);
+    let (status, _, body) =
+        post_form(&http, &fabrikam, &assertion_form_v2(COLLECTOR, &assertion)).await;
+    assert_eq!((status, codes(&body)), (401, json!([700023])), "{body}");
+    // Past its validity (plus skew), the remembered signature does not help.
+    em.clock().advance(time::Duration::minutes(20));
+    let (status, _, body) = post_form(&http, &url, &assertion_form_v2(COLLECTOR, &assertion)).await;
+    assert_eq!((status, codes(&body)), (401, json!([700024])), "{body}");
 }

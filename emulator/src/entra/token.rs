@@ -336,6 +336,7 @@ fn authenticate(
             audiences: &audiences,
             now,
             skew: core.settings.clock_skew,
+            verified: Some(&core.assertion_signatures),
         };
         assertion::validate(assertion, &ctx)?;
         return Ok(ClientAuth::Certificate);
