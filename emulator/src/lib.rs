@@ -310,6 +310,7 @@ impl EmulatorBuilder {
                 .await
                 .map_err(|e| StartError::Pki(pki::PkiError::Rsa(e.to_string())))??;
         let core = Arc::new(core);
+        entra::presign::start(&core);
         let tls = core.pki.tls_server_config(&tls_names(&core, bind))?;
 
         let router = router(core.clone());
@@ -723,6 +724,7 @@ impl Drop for FaultGuard {
 impl Drop for Emulator {
     fn drop(&mut self) {
         let _ = self.shutdown_tx.send(true);
+        self.core.presign.stop();
         self.remove_ready_files();
     }
 }

@@ -182,6 +182,10 @@ pub struct Core {
     pub graph: crate::graph::state::GraphState,
     /// ACS assignments, identities and issued ACS tokens.
     pub acs: crate::acs::store::Store,
+    /// App-only tokens signed ahead while the CPU is idle (inert unless started).
+    pub presign: crate::entra::presign::Presigner,
+    /// Client-assertion signatures already verified (assertions are reused for minutes).
+    pub assertion_signatures: crate::entra::assertion::VerifiedSignatures,
     /// Rules from the world file and `--fault` flags, re-added on reset.
     initial_faults: Vec<crate::faults::FaultSpec>,
     initial: Directory,
@@ -229,6 +233,8 @@ impl Core {
             management: Default::default(),
             graph: Default::default(),
             acs: Default::default(),
+            presign: Default::default(),
+            assertion_signatures: Default::default(),
             initial_faults,
             directory: RwLock::new(initial.clone()),
             initial,

@@ -81,6 +81,8 @@ fn context(f: &Fixture, now: OffsetDateTime) -> AssertionContext<'_> {
         audiences: &f.audiences,
         now,
         skew: Duration::seconds(300),
+        // Every case checks its signature (the server's cache is tested in token_fast_paths).
+        verified: None,
     }
 }
 

@@ -22,6 +22,48 @@ pub struct AssertionContext<'a> {
     pub audiences: &'a [String],
     pub now: OffsetDateTime,
     pub skew: Duration,
+    /// Signatures already verified (clients reuse one assertion for minutes); `None` checks
+    /// every signature.
+    pub verified: Option<&'a VerifiedSignatures>,
+}
+
+/// Assertion signatures that verified. MSAL and azure-identity reuse one signed assertion for
+/// several minutes, and an RSA verification is a pure function of (algorithm, public key,
+/// signed bytes, signature), so a repeat is answered by a SHA-256 of those four instead of
+/// another RSA operation; every other check (certificate still registered and valid,
+/// audience, times) still runs on every request. Only successes are kept, at most
+/// [`VerifiedSignatures::CAPACITY`] (then it starts over).
+#[derive(Debug, Default)]
+pub struct VerifiedSignatures {
+    seen: std::sync::Mutex<std::collections::HashSet<[u8; 32]>>,
+}
+
+impl VerifiedSignatures {
+    pub const CAPACITY: usize = 1024;
+
+    pub fn verify(&self, alg: JwsAlg, public_key: &[u8], message: &[u8], sig: &[u8]) -> bool {
+        let mut material = Vec::with_capacity(32 + public_key.len() + message.len() + sig.len());
+        for part in [alg.name().as_bytes(), public_key, message] {
+            material.extend_from_slice(&(part.len() as u64).to_be_bytes());
+            material.extend_from_slice(part);
+        }
+        material.extend_from_slice(sig);
+        let id = jose::sha256(&material);
+        let seen = |s: &std::collections::HashSet<[u8; 32]>| s.contains(&id);
+        if self.seen.lock().map(|s| seen(&s)).unwrap_or(false) {
+            return true;
+        }
+        let ok = jose::verify_rsa(alg, public_key, message, sig);
+        if ok {
+            if let Ok(mut s) = self.seen.lock() {
+                if s.len() >= Self::CAPACITY {
+                    s.clear();
+                }
+                s.insert(id);
+            }
+        }
+        ok
+    }
 }
 
 /// A valid assertion: which registered certificate signed it.
@@ -171,12 +213,15 @@ pub fn validate(assertion: &str, ctx: &AssertionContext<'_>) -> Result<ValidAsse
             ],
         ));
     }
-    if !jose::verify_rsa(
-        alg,
+    let (public_key, input) = (
         &registered.info.rsa_public_key,
         jws.signing_input.as_bytes(),
-        &jws.signature,
-    ) {
+    );
+    let verified = match ctx.verified {
+        Some(cache) => cache.verify(alg, public_key, input, &jws.signature),
+        None => jose::verify_rsa(alg, public_key, input, &jws.signature),
+    };
+    if !verified {
         let found = format!(
             ", Found key 'Start={}, End={}'",
             portal_date(registered.info.not_before),

@@ -136,58 +136,116 @@ pub fn mint_app_only(
     lifetime: Duration,
     issuer_host: &str,
 ) -> Result<MintedToken, JoseError> {
-    let iat = now - BACKDATE;
-    let exp = now + lifetime;
-    let uti = opaque(16);
-    let tid = grant.tenant.id.to_string();
-    let oid = grant.service_principal.to_string();
-    let version = grant.resource.access_token_version;
-    let mut c = if version == 2 {
-        base_claims(
-            json!(grant.resource.app_id.to_string()),
-            issuer_v2(issuer_host, &tid),
-            iat,
-            exp,
-        )
-    } else {
-        base_claims(json!(grant.requested_resource), issuer_v1(&tid), iat, exp)
-    };
-    let mut put = |k: &str, v: Value| {
-        c.insert(k.to_string(), v);
-    };
-    if version == 2 {
-        put("aio", json!(opaque(48)));
-        put("azp", json!(grant.app.client_id.to_string()));
-        put("azpacr", json!(grant.auth.acr()));
-        put("idtyp", json!("app"));
-        put("oid", json!(oid));
-        put("rh", json!(format!("0.A{}.", opaque(40))));
-        if !grant.roles.is_empty() {
-            put("roles", json!(grant.roles));
+    AppOnlyRecipe::new(key, grant, lifetime, issuer_host).mint(key, now)
+}
+
+/// Everything an app-only token says except its times and its random `uti`/`aio`/`rh`: two
+/// tokens minted from equal recipes in the same second have the same claims but for those
+/// three. The pre-signed pool ([`super::presign`]) is keyed by it, so a pre-signed token is
+/// only ever handed out for a grant that would have minted the same claims.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AppOnlyRecipe {
+    /// The signing key's `kid`: a rotated key makes a different recipe.
+    pub kid: String,
+    pub version: u8,
+    /// v2: the resource's app id; v1: the resource as the client named it.
+    pub aud: String,
+    pub tid: String,
+    /// The service principal's object id (`oid` = `sub`).
+    pub oid: String,
+    pub client_id: String,
+    pub display_name: String,
+    pub acr: &'static str,
+    pub roles: Vec<String>,
+    pub issuer_host: String,
+    pub lifetime: Duration,
+}
+
+impl AppOnlyRecipe {
+    pub fn new(
+        key: &SigningKey,
+        grant: &AppOnlyGrant<'_>,
+        lifetime: Duration,
+        issuer_host: &str,
+    ) -> AppOnlyRecipe {
+        let version = grant.resource.access_token_version;
+        AppOnlyRecipe {
+            kid: key.kid.clone(),
+            version,
+            aud: if version == 2 {
+                grant.resource.app_id.to_string()
+            } else {
+                grant.requested_resource.to_string()
+            },
+            tid: grant.tenant.id.to_string(),
+            oid: grant.service_principal.to_string(),
+            client_id: grant.app.client_id.to_string(),
+            display_name: grant.app.display_name.clone(),
+            acr: grant.auth.acr(),
+            roles: grant.roles.clone(),
+            issuer_host: issuer_host.to_string(),
+            lifetime,
         }
-        put("sub", json!(oid));
-        put("tid", json!(tid));
-        put("uti", json!(uti));
-        put("ver", json!("2.0"));
-    } else {
-        let iss = issuer_v1(&tid);
-        put("aio", json!(opaque(48)));
-        put("app_displayname", json!(grant.app.display_name));
-        put("appid", json!(grant.app.client_id.to_string()));
-        put("appidacr", json!(grant.auth.acr()));
-        put("idp", json!(iss));
-        put("idtyp", json!("app"));
-        put("oid", json!(oid));
-        put("rh", json!(format!("0.A{}.", opaque(40))));
-        if !grant.roles.is_empty() {
-            put("roles", json!(grant.roles));
-        }
-        put("sub", json!(oid));
-        put("tid", json!(tid));
-        put("uti", json!(uti));
-        put("ver", json!("1.0"));
     }
-    seal(key, &c, version, uti, iat, exp)
+
+    /// The `iat`/`nbf` and `exp` claims of a token minted from this recipe at `now`.
+    pub fn claim_times(&self, now: OffsetDateTime) -> (i64, i64) {
+        (
+            (now - BACKDATE).unix_timestamp(),
+            (now + self.lifetime).unix_timestamp(),
+        )
+    }
+
+    /// Mints a token at `now` with `key` (whose `kid` is the recipe's).
+    pub fn mint(&self, key: &SigningKey, now: OffsetDateTime) -> Result<MintedToken, JoseError> {
+        let iat = now - BACKDATE;
+        let exp = now + self.lifetime;
+        let uti = opaque(16);
+        let tid = &self.tid;
+        let oid = &self.oid;
+        let version = self.version;
+        let mut c = if version == 2 {
+            base_claims(json!(self.aud), issuer_v2(&self.issuer_host, tid), iat, exp)
+        } else {
+            base_claims(json!(self.aud), issuer_v1(tid), iat, exp)
+        };
+        let mut put = |k: &str, v: Value| {
+            c.insert(k.to_string(), v);
+        };
+        if version == 2 {
+            put("aio", json!(opaque(48)));
+            put("azp", json!(self.client_id));
+            put("azpacr", json!(self.acr));
+            put("idtyp", json!("app"));
+            put("oid", json!(oid));
+            put("rh", json!(format!("0.A{}.", opaque(40))));
+            if !self.roles.is_empty() {
+                put("roles", json!(self.roles));
+            }
+            put("sub", json!(oid));
+            put("tid", json!(tid));
+            put("uti", json!(uti));
+            put("ver", json!("2.0"));
+        } else {
+            let iss = issuer_v1(tid);
+            put("aio", json!(opaque(48)));
+            put("app_displayname", json!(self.display_name));
+            put("appid", json!(self.client_id));
+            put("appidacr", json!(self.acr));
+            put("idp", json!(iss));
+            put("idtyp", json!("app"));
+            put("oid", json!(oid));
+            put("rh", json!(format!("0.A{}.", opaque(40))));
+            if !self.roles.is_empty() {
+                put("roles", json!(self.roles));
+            }
+            put("sub", json!(oid));
+            put("tid", json!(tid));
+            put("uti", json!(uti));
+            put("ver", json!("1.0"));
+        }
+        seal(key, &c, version, uti, iat, exp)
+    }
 }
 
 /// Everything a delegated (user) token says.

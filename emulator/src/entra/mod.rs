@@ -11,6 +11,7 @@ pub mod flows;
 pub mod managed_identity;
 pub mod mint;
 pub mod pages;
+pub mod presign;
 pub mod token;
 pub mod user_grants;
 

@@ -235,14 +235,18 @@ fn issue(
         auth,
     };
     let key = core.signing.active();
-    let token = mint::mint_app_only(
+    let recipe = mint::AppOnlyRecipe::new(
         &key,
         &grant,
-        now,
         core.token_lifetime(dir),
         &core.settings.issuer_host,
-    )
-    .map_err(|e| AadError::with_message(9002313, format!("Token signing failed: {e}")))?;
+    );
+    let token = match core.presign.take(&recipe, &key, now) {
+        Some(token) => token,
+        None => recipe
+            .mint(&key, now)
+            .map_err(|e| AadError::with_message(9002313, format!("Token signing failed: {e}")))?,
+    };
     outcome.token_id = Some(token.uti.clone());
     let expires_in = token.expires_in(now);
     Ok(match endpoint {
@@ -332,6 +336,7 @@ fn authenticate(
             audiences: &audiences,
             now,
             skew: core.settings.clock_skew,
+            verified: Some(&core.assertion_signatures),
         };
         assertion::validate(assertion, &ctx)?;
         return Ok(ClientAuth::Certificate);
