@@ -1,6 +1,9 @@
 //! The `m365-conformance` command line as users run it: listing, argument errors (exit 2),
 //! reports written, and the exit status with and without an expected-failures file.
 
+mod common;
+use common::python;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -70,14 +73,6 @@ fn bad_arguments_exit_2_and_say_what_is_wrong() {
             "{args:?}: {}",
             text(&out.stderr)
         );
-    }
-}
-
-fn python() -> Option<String> {
-    match std::env::var("M365EMU_TEST_PYTHON") {
-        Ok(p) if !p.is_empty() => Some(p),
-        _ if std::env::var("M365EMU_SKIP_CLIENT_TESTS").as_deref() == Ok("1") => None,
-        _ => panic!("M365EMU_TEST_PYTHON is not set: run the tests with scripts/test.sh"),
     }
 }
 

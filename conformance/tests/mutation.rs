@@ -5,6 +5,9 @@
 //! emulators at once. The Python clients run on the test virtualenv's Python
 //! (M365EMU_TEST_PYTHON, set by scripts/test.sh).
 
+mod common;
+use common::python;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,14 +22,6 @@ const EMULATORS: usize = 3;
 
 fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn python() -> Option<String> {
-    match std::env::var("M365EMU_TEST_PYTHON") {
-        Ok(p) if !p.is_empty() => Some(p),
-        _ if std::env::var("M365EMU_SKIP_CLIENT_TESTS").as_deref() == Ok("1") => None,
-        _ => panic!("M365EMU_TEST_PYTHON is not set: run the tests with scripts/test.sh"),
-    }
 }
 
 async fn targets() -> Vec<Arc<Target>> {

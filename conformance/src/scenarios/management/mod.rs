@@ -70,6 +70,20 @@ async fn sync(ctx: &Ctx<'_>, since: OffsetDateTime) -> Result<ClientRun> {
     .await
 }
 
+/// The rule every sync scenario applies to its client runs: each one exited 0.
+fn sync_completes(runs: &[&ClientRun]) -> Check {
+    let failed = runs.iter().find(|r| !r.succeeded());
+    Check::new(
+        "the client completes the sync",
+        !runs.is_empty() && failed.is_none(),
+        match failed {
+            Some(r) => r.describe(),
+            None if runs.len() == 1 => runs[0].describe(),
+            None => format!("{} runs, all exit 0", runs.len()),
+        },
+    )
+}
+
 /// The reference client's token client for the collector (ground truth and setup).
 fn tokens(ctx: &Ctx<'_>) -> Result<TokenClient> {
     let app = ctx.target.collector()?;
@@ -184,11 +198,7 @@ async fn starts_missing_subscription(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
     let starts = entries(&journal, "management.subscriptions.start");
     let started = starts.iter().any(|e| e["status"] == 200);
     let mut checks = vec![
-        Check::new(
-            "the client completes the sync",
-            run.succeeded(),
-            run.describe(),
-        ),
+        sync_completes(&[&run]),
         Check::new(
             "the client starts the missing subscription",
             started,
@@ -216,11 +226,7 @@ async fn tolerates_already_enabled(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
         None => !lists.is_empty(),
     };
     let mut checks = vec![
-        Check::new(
-            "the client completes the sync",
-            run.succeeded(),
-            run.describe(),
-        ),
+        sync_completes(&[&run]),
         Check::new(
             "after AF20024 the client goes on to list content",
             went_on,
@@ -277,11 +283,7 @@ async fn follows_next_page_uri(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
         })
         .collect();
     let mut checks = vec![
-        Check::new(
-            "the client completes the sync",
-            run.succeeded(),
-            run.describe(),
-        ),
+        sync_completes(&[&run]),
         Check::new(
             "the client requests the pages NextPageUri names",
             paged.len() >= 11,
@@ -339,11 +341,7 @@ async fn windows_at_most_24_hours(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
         .filter(|e| window_of(e).is_some_and(|(s, t)| t - s > Duration::hours(24)))
         .collect();
     let mut checks = vec![
-        Check::new(
-            "the client completes the sync",
-            run.succeeded(),
-            run.describe(),
-        ),
+        sync_completes(&[&run]),
         Check::new(
             "no window is refused (AF20055/AF20030)",
             refused.is_empty(),
@@ -366,11 +364,7 @@ async fn blobs_fetched_once(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
     let run = sync(ctx, since).await?;
     let journal = ctx.journal().await?;
     Ok(vec![
-        Check::new(
-            "the client completes the sync",
-            run.succeeded(),
-            run.describe(),
-        ),
+        sync_completes(&[&run]),
         fetched_once(&entries(&journal, "management.content.get")),
     ])
 }
@@ -394,14 +388,7 @@ async fn late_out_of_order_duplicates(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
         runs.push(run);
     }
     let journal = ctx.journal().await?;
-    let failed: Vec<&ClientRun> = runs.iter().filter(|r| !r.succeeded()).collect();
-    let mut checks = vec![Check::new(
-        "the client completes the sync",
-        failed.is_empty(),
-        failed
-            .first()
-            .map_or("4 polls, all exit 0".into(), |r| r.describe()),
-    )];
+    let mut checks = vec![sync_completes(&runs.iter().collect::<Vec<_>>())];
     // Blobs visible at the last poll: created at least the late delay before it.
     let expected = ground_truth(ctx, since, last_poll - Duration::seconds(6)).await?;
     checks.extend(completeness(&expected, &delivered));
@@ -430,11 +417,7 @@ async fn honours_af429(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
     let fault = json!({"match": {"operation": "management.content.get"}, "action": {"status": 429, "headers": {"Retry-After": "2"}, "body": body}, "schedule": {"first": 1}});
     let (since, run, gets) = sync_under_fault(ctx, fault, "management.content.get").await?;
     let gets: Vec<&Value> = gets.iter().collect();
-    let mut checks = vec![Check::new(
-        "the client completes the sync",
-        run.succeeded(),
-        run.describe(),
-    )];
+    let mut checks = vec![sync_completes(&[&run])];
     match (gets.first(), gets.get(1)) {
         (Some(a), Some(b)) => {
             let waited = time_of(b) - time_of(a);
@@ -471,11 +454,7 @@ async fn retries_af50000(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
         .collect();
     let recovered = lists.iter().any(|e| e["status"] == 200);
     let mut checks = vec![
-        Check::new(
-            "the client completes the sync",
-            run.succeeded(),
-            run.describe(),
-        ),
+        sync_completes(&[&run]),
         Check::new(
             "the client retries the listing until it succeeds",
             recovered,
@@ -590,11 +569,7 @@ async fn backs_off_on_af429_403(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
     let throttled = gets.iter().filter(|e| e["status"] == 403).count();
     let waits = gaps(&gets[..gets.len().min(3)]);
     let mut checks = vec![
-        Check::new(
-            "the client completes the sync",
-            run.succeeded(),
-            run.describe(),
-        ),
+        sync_completes(&[&run]),
         Check::new(
             "the client backs off and retries the throttled blob",
             throttled == 2 && gets.get(2).is_some_and(|e| e["status"] == 200),
@@ -649,11 +624,7 @@ async fn cursor_on_content_created(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
         .filter_map(|e| start_second(e))
         .collect();
     let mut checks = vec![
-        Check::new(
-            "the client completes the sync",
-            first.succeeded() && second.succeeded(),
-            format!("{} / {}", first.describe(), second.describe()),
-        ),
+        sync_completes(&[&first, &second]),
         Check::new(
             "the next poll starts from the previous window (contentCreated), not at the newest event time it delivered",
             !starts.is_empty() && !newest_event.is_empty() && !starts.contains(&newest_event),
@@ -724,11 +695,7 @@ async fn recovers_from_expired_token(ctx: &Ctx<'_>) -> Result<Vec<Check>> {
     });
     let shown: Vec<&Value> = mine.iter().copied().take(6).collect();
     let mut checks = vec![
-        Check::new(
-            "the client completes the sync",
-            run.succeeded(),
-            run.describe(),
-        ),
+        sync_completes(&[&run]),
         Check::new(
             "after a 401 the client gets a new token and retries with it",
             advanced && !refused.is_empty() && recovered,
