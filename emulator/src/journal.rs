@@ -3,7 +3,7 @@
 //! buffer (oldest entries fall out) plus a broadcast channel for live streaming. Recording is
 //! a short critical section and never waits on readers.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -14,7 +14,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use http::Request;
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::value::RawValue;
 use time::OffsetDateTime;
 use tokio::sync::broadcast;
 
@@ -58,7 +58,7 @@ pub struct JournalEntry {
     pub host: String,
     pub path: String,
     pub query: Option<String>,
-    pub headers: HashMap<String, String>,
+    pub headers: RecordedHeaders,
     pub body_size: Option<u64>,
     pub service: String,
     pub operation: String,
@@ -69,9 +69,58 @@ pub struct JournalEntry {
     pub status: u16,
     pub error_code: Option<String>,
     pub fault: Option<String>,
-    /// Decoded client-assertion header and claims (never the signature).
-    pub assertion: Option<Value>,
+    /// Decoded client-assertion header and claims (never the signature), kept as JSON text:
+    /// a parsed tree costs several times the memory, and nothing reads it but the API.
+    pub assertion: Option<Box<RawValue>>,
     pub duration_ms: f64,
+}
+
+/// The request headers of an entry, in arrival order, secrets redacted; serialized as a JSON
+/// object like a map. A plain list, because a hash map per entry costs a ring of 10,000
+/// entries megabytes.
+#[derive(Debug, Clone, Default)]
+pub struct RecordedHeaders(Vec<(String, String)>);
+
+impl RecordedHeaders {
+    /// The headers with the values of credentials (and anything named like a key) redacted.
+    pub fn redacted(headers: &http::HeaderMap) -> RecordedHeaders {
+        RecordedHeaders(
+            headers
+                .iter()
+                .map(|(k, v)| {
+                    let name = k.as_str();
+                    let value = if SECRET_HEADERS.contains(&name) || name.contains("key") {
+                        "[redacted]".to_string()
+                    } else {
+                        String::from_utf8_lossy(v.as_bytes()).into_owned()
+                    };
+                    (name.to_string(), value)
+                })
+                .collect(),
+        )
+    }
+
+    /// The first value of `name` (lower case, as recorded).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl Serialize for RecordedHeaders {
+    /// A repeated header keeps its last value, as the map this replaced did.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        for (i, (k, v)) in self.0.iter().enumerate() {
+            if !self.0[i + 1..].iter().any(|(later, _)| later == k) {
+                map.serialize_entry(k, v)?;
+            }
+        }
+        map.end()
+    }
 }
 
 /// Filters of `GET /_emulator/journal`.
@@ -220,19 +269,7 @@ pub async fn layer(State(core): State<Arc<Core>>, req: Request<Body>, next: Next
     let host = authority(&parts);
     let path = parts.uri.path().to_string();
     let query = redacted_query(parts.uri.query());
-    let headers = parts
-        .headers
-        .iter()
-        .map(|(k, v)| {
-            let name = k.as_str().to_string();
-            let value = if SECRET_HEADERS.contains(&k.as_str()) || name.contains("key") {
-                "[redacted]".to_string()
-            } else {
-                String::from_utf8_lossy(v.as_bytes()).into_owned()
-            };
-            (name, value)
-        })
-        .collect();
+    let headers = RecordedHeaders::redacted(&parts.headers);
     let body_size = http_body::Body::size_hint(&body).exact().or_else(|| {
         parts
             .headers
@@ -299,7 +336,7 @@ mod tests {
             host: "h".into(),
             path: "/".into(),
             query: None,
-            headers: HashMap::new(),
+            headers: RecordedHeaders::default(),
             body_size: None,
             service: op.split('.').next().unwrap_or_default().into(),
             operation: op.into(),
@@ -313,6 +350,31 @@ mod tests {
             assertion: None,
             duration_ms: 0.0,
         }
+    }
+
+    #[test]
+    fn recorded_headers_redact_secrets_and_serialize_as_a_map() {
+        let mut h = http::HeaderMap::new();
+        h.insert("authorization", "Bearer abc".parse().expect("value"));
+        h.insert("x-api-key", "k".parse().expect("value"));
+        h.insert("user-agent", "msal".parse().expect("value"));
+        h.append("accept", "a/1".parse().expect("value"));
+        h.append("accept", "a/2".parse().expect("value"));
+        let r = RecordedHeaders::redacted(&h);
+        assert_eq!(r.get("Authorization"), Some("[redacted]"));
+        assert_eq!(r.get("x-api-key"), Some("[redacted]"));
+        assert_eq!(r.get("user-agent"), Some("msal"));
+        assert_eq!(r.get("cookie"), None);
+        let json = serde_json::to_value(&r).expect("serialize");
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "authorization": "[redacted]",
+                "x-api-key": "[redacted]",
+                "user-agent": "msal",
+                "accept": "a/2",
+            })
+        );
     }
 
     #[test]

@@ -74,9 +74,9 @@ pub struct ValidAssertion {
 }
 
 /// The decoded header and claims of an assertion (never the signature), for the journal.
-pub fn describe(assertion: &str) -> Option<Value> {
+pub fn describe(assertion: &str) -> Option<Box<serde_json::value::RawValue>> {
     let jws = jose::parse_compact(assertion).ok()?;
-    Some(json!({"header": jws.header, "claims": jws.claims}))
+    serde_json::value::to_raw_value(&json!({"header": jws.header, "claims": jws.claims})).ok()
 }
 
 fn malformed() -> AadError {

@@ -108,7 +108,7 @@ pub struct Outcome {
     /// The service error code, e.g. `AADSTS7000215`.
     pub error_code: Option<String>,
     /// For token requests: the decoded client-assertion header and claims (no signature).
-    pub assertion: Option<serde_json::Value>,
+    pub assertion: Option<Box<serde_json::value::RawValue>>,
 }
 
 impl Outcome {

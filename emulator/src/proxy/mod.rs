@@ -11,7 +11,6 @@
 pub mod hosts;
 pub mod leaf;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,7 +30,7 @@ use crate::http::listener::{
     router_service, serve_connection, ConnectionAborted, DRAIN_TIMEOUT, HANDSHAKE_TIMEOUT,
 };
 use crate::http::{ConnInfo, Scheme};
-use crate::journal::JournalEntry;
+use crate::journal::{JournalEntry, RecordedHeaders};
 use crate::ready::ReadyInfo;
 use crate::state::Core;
 
@@ -230,19 +229,7 @@ fn refuse(
     message: &str,
 ) -> Response {
     let status = StatusCode::FORBIDDEN;
-    let headers: HashMap<String, String> = req
-        .headers()
-        .iter()
-        .map(|(k, v)| {
-            let value =
-                if k == http::header::PROXY_AUTHORIZATION || k == http::header::AUTHORIZATION {
-                    "[redacted]".to_string()
-                } else {
-                    String::from_utf8_lossy(v.as_bytes()).into_owned()
-                };
-            (k.as_str().to_string(), value)
-        })
-        .collect();
+    let headers = RecordedHeaders::redacted(req.headers());
     let path = if req.method() == Method::CONNECT {
         String::new()
     } else {
