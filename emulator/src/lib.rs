@@ -311,6 +311,8 @@ impl EmulatorBuilder {
                 .map_err(|e| StartError::Pki(pki::PkiError::Rsa(e.to_string())))??;
         let core = Arc::new(core);
         entra::presign::start(&core);
+        core.signers
+            .start(std::thread::available_parallelism().map_or(1, usize::from));
         let tls = core.pki.tls_server_config(&tls_names(&core, bind))?;
 
         let router = router(core.clone());
@@ -725,6 +727,7 @@ impl Drop for Emulator {
     fn drop(&mut self) {
         let _ = self.shutdown_tx.send(true);
         self.core.presign.stop();
+        self.core.signers.stop();
         self.remove_ready_files();
     }
 }

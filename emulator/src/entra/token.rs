@@ -85,6 +85,11 @@ async fn token(
             })
         }
     };
+    let result = match result {
+        Ok(Issued::Body(body)) => Ok(body),
+        Ok(Issued::AppOnly(pending)) => pending.sign(&core, &mut outcome).await,
+        Err(e) => Err(e),
+    };
     let mut resp = match result {
         Ok(body) => {
             let mut resp = body.to_string().into_response();
@@ -148,7 +153,7 @@ fn issue(
     endpoint: Endpoint,
     form: &Form,
     outcome: &mut Outcome,
-) -> Result<serde_json::Value, AadError> {
+) -> Result<Issued, AadError> {
     let now = core.clock.now();
     let tenant_ref = resolve_tenant(dir, tenant_segment)?;
     let grant_type = form
@@ -197,7 +202,8 @@ fn issue(
         app,
     };
     if user_grant {
-        return super::user_grants::issue(&client, tenant_ref, endpoint, grant_type, outcome);
+        return super::user_grants::issue(&client, tenant_ref, endpoint, grant_type, outcome)
+            .map(Issued::Body);
     }
 
     let tenant: &Tenant = match tenant_ref {
@@ -241,31 +247,70 @@ fn issue(
         core.token_lifetime(dir),
         &core.settings.issuer_host,
     );
-    let token = match core.presign.take(&recipe, &key, now) {
-        Some(token) => token,
-        None => recipe
-            .mint(&key, now)
-            .map_err(|e| AadError::with_message(9002313, format!("Token signing failed: {e}")))?,
-    };
-    outcome.token_id = Some(token.uti.clone());
-    let expires_in = token.expires_in(now);
-    Ok(match endpoint {
-        Endpoint::V2 => json!({
-            "token_type": "Bearer",
-            "expires_in": expires_in,
-            "ext_expires_in": expires_in,
-            "access_token": token.access_token,
-        }),
-        Endpoint::V1 => json!({
-            "token_type": "Bearer",
-            "expires_in": expires_in.to_string(),
-            "ext_expires_in": expires_in.to_string(),
-            "expires_on": token.expires_on.unix_timestamp().to_string(),
-            "not_before": token.not_before.unix_timestamp().to_string(),
-            "resource": requested,
-            "access_token": token.access_token,
-        }),
-    })
+    Ok(Issued::AppOnly(Box::new(PendingAppOnly {
+        recipe,
+        key,
+        now,
+        endpoint,
+        requested,
+    })))
+}
+
+/// What a valid token request comes to: a response body, or an app-only token still to sign.
+enum Issued {
+    Body(serde_json::Value),
+    AppOnly(Box<PendingAppOnly>),
+}
+
+/// A client-credentials grant that passed every check; only its signature is missing.
+struct PendingAppOnly {
+    recipe: mint::AppOnlyRecipe,
+    key: Arc<crate::signing::SigningKey>,
+    now: time::OffsetDateTime,
+    endpoint: Endpoint,
+    requested: String,
+}
+
+impl PendingAppOnly {
+    /// A token signed ahead when one is ready, else one signed now (in arrival order).
+    async fn sign(
+        self: Box<Self>,
+        core: &Core,
+        outcome: &mut Outcome,
+    ) -> Result<serde_json::Value, AadError> {
+        let PendingAppOnly {
+            recipe,
+            key,
+            now,
+            endpoint,
+            requested,
+        } = *self;
+        let token = match core.presign.take(&recipe, &key, now) {
+            Some(token) => token,
+            None => core.signers.mint(recipe, key, now).await.map_err(|e| {
+                AadError::with_message(9002313, format!("Token signing failed: {e}"))
+            })?,
+        };
+        outcome.token_id = Some(token.uti.clone());
+        let expires_in = token.expires_in(now);
+        Ok(match endpoint {
+            Endpoint::V2 => json!({
+                "token_type": "Bearer",
+                "expires_in": expires_in,
+                "ext_expires_in": expires_in,
+                "access_token": token.access_token,
+            }),
+            Endpoint::V1 => json!({
+                "token_type": "Bearer",
+                "expires_in": expires_in.to_string(),
+                "ext_expires_in": expires_in.to_string(),
+                "expires_on": token.expires_on.unix_timestamp().to_string(),
+                "not_before": token.not_before.unix_timestamp().to_string(),
+                "resource": requested,
+                "access_token": token.access_token,
+            }),
+        })
+    }
 }
 
 /// A token request's client and what authenticating it needs.
