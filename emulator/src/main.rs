@@ -183,6 +183,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         faults.push(rule);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(async_workers())
         .enable_all()
         .build()?;
     runtime.block_on(async move {
@@ -201,6 +202,22 @@ fn serve(args: ServeArgs) -> Result<()> {
         emulator.shutdown().await;
         Ok(())
     })
+}
+
+/// Async (I/O) workers: half the CPUs, at least one; `TOKIO_WORKER_THREADS` overrides.
+///
+/// The emulator's CPU goes into RSA signatures, which run on threads of their own (one per
+/// CPU, `entra::signers`) or leave their worker with `http::cpu_heavy`; the async workers
+/// only parse, check and answer. With as many workers as CPUs they kept parking and
+/// waking around every signature: at 64 connections on 2 vCPUs, 4.2 context switches per
+/// token with two workers against 1.0 with one, and 15 % fewer tokens per second.
+fn async_workers() -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    std::env::var("TOKIO_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or((cpus / 2).max(1))
 }
 
 fn print_banner(e: &Emulator) {

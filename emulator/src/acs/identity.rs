@@ -234,7 +234,7 @@ fn issue(core: &Core, call: &Call, id: &str, r: &TokenRequest) -> Result<Value, 
 /// Signs ACS claims with the ACS key (created on first use).
 pub fn mint(core: &Core, claims: &AcsClaims) -> Result<String, AcsError> {
     let key = super::admin::signing_key(core).map_err(AcsError::internal)?;
-    key.mint(claims)
+    crate::http::cpu_heavy(|| key.mint(claims))
         .map_err(|e| AcsError::internal(format!("could not sign the ACS token: {e}")))
 }
 

@@ -510,7 +510,7 @@ fn mint(
     if let Some(rid) = &identity.resource_id {
         put("xms_mirid", json!(rid));
     }
-    super::mint::seal(key, &c, 1, uti, iat, exp)
+    crate::http::cpu_heavy(|| super::mint::seal(key, &c, 1, uti, iat, exp))
 }
 
 #[cfg(test)]

@@ -408,21 +408,29 @@ fn respond(
     let sign_err = |e: crate::jose::JoseError| {
         AadError::with_message(9002313, format!("Token signing failed: {e}"))
     };
-    let token = mint::mint_delegated(
-        &key,
-        &grant,
-        now,
-        core.token_lifetime(client.dir),
-        &settings.issuer_host,
-    )
-    .map_err(sign_err)?;
-    outcome.token_id = Some(token.uti.clone());
     let v1 = endpoint == Endpoint::V1;
-    let id_token = if v1 || oidc.iter().any(|o| o == "openid") {
-        Some(mint::mint_id_token(&key, &grant, !v1, now, &settings.issuer_host).map_err(sign_err)?)
-    } else {
-        None
-    };
+    let wants_id_token = v1 || oidc.iter().any(|o| o == "openid");
+    // One or two RSA signatures.
+    let (token, id_token) = crate::http::cpu_heavy(|| {
+        let token = mint::mint_delegated(
+            &key,
+            &grant,
+            now,
+            core.token_lifetime(client.dir),
+            &settings.issuer_host,
+        )
+        .map_err(sign_err)?;
+        let id_token = if wants_id_token {
+            Some(
+                mint::mint_id_token(&key, &grant, !v1, now, &settings.issuer_host)
+                    .map_err(sign_err)?,
+            )
+        } else {
+            None
+        };
+        Ok::<_, AadError>((token, id_token))
+    })?;
+    outcome.token_id = Some(token.uti.clone());
     let refresh_token = (v1 || oidc.iter().any(|o| o == "offline_access")).then(|| {
         let rt = random_token(64);
         insert_bounded(

@@ -82,6 +82,22 @@ pub enum BodyError {
 }
 
 /// Reads a request body up to `limit` bytes.
+/// Runs CPU-heavy work (an RSA signature, a large blob) that sits inside a request handler.
+/// On a multi-threaded runtime the worker's other tasks move to another thread meanwhile
+/// (`block_in_place`), so reading and answering other connections goes on: the emulator
+/// runs fewer async workers than CPUs (see `main.rs`), and one of them stalled for a
+/// millisecond would stall every connection it serves. Elsewhere (single-threaded test
+/// runtimes, plain threads) it just runs `work`.
+pub fn cpu_heavy<T>(work: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
+    }
+}
+
 pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, BodyError> {
     match http_body_util::Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),

@@ -269,7 +269,8 @@ pub async fn blob(State(core): State<Arc<Core>>, req: Request<Body>) -> Response
         Err(refused) => return refused.into_response(),
     };
     let raw = parts.uri.path().rsplit('/').next().unwrap_or_default();
-    match blob_body(&core, &call, raw) {
+    // Thousands of records rendered to JSON: milliseconds of CPU.
+    match crate::http::cpu_heavy(|| blob_body(&core, &call, raw)) {
         Ok(body) => ok_json(&call, body),
         Err(e) => call.fail(e),
     }
