@@ -13,6 +13,7 @@
 pub mod acs;
 pub mod admin;
 pub mod clock;
+pub mod cpu_pool;
 pub mod entra;
 pub mod faults;
 pub mod graph;
@@ -311,7 +312,7 @@ impl EmulatorBuilder {
                 .map_err(|e| StartError::Pki(pki::PkiError::Rsa(e.to_string())))??;
         let core = Arc::new(core);
         entra::presign::start(&core);
-        core.signers
+        core.cpu_pool
             .start(std::thread::available_parallelism().map_or(1, usize::from));
         let tls = core.pki.tls_server_config(&tls_names(&core, bind))?;
 
@@ -727,7 +728,7 @@ impl Drop for Emulator {
     fn drop(&mut self) {
         let _ = self.shutdown_tx.send(true);
         self.core.presign.stop();
-        self.core.signers.stop();
+        self.core.cpu_pool.stop();
         self.remove_ready_files();
     }
 }

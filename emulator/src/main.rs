@@ -207,7 +207,7 @@ fn serve(args: ServeArgs) -> Result<()> {
 /// Async (I/O) workers: half the CPUs, at least one; `TOKIO_WORKER_THREADS` overrides.
 ///
 /// The emulator's CPU goes into RSA signatures, which run on threads of their own (one per
-/// CPU, `entra::signers`) or leave their worker with `http::cpu_heavy`; the async workers
+/// CPU, `cpu_pool`) or leave their worker with `http::cpu_heavy`; the async workers
 /// only parse, check and answer. With as many workers as CPUs they kept parking and
 /// waking around every signature: at 64 connections on 2 vCPUs, 4.2 context switches per
 /// token with two workers against 1.0 with one, and 15 % fewer tokens per second.

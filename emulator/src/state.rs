@@ -184,8 +184,8 @@ pub struct Core {
     pub acs: crate::acs::store::Store,
     /// App-only tokens signed ahead while the CPU is idle (inert unless started).
     pub presign: crate::entra::presign::Presigner,
-    /// Threads that sign app-only tokens on request, in arrival order (inert unless started).
-    pub signers: crate::entra::signers::SignerPool,
+    /// Threads for signatures and blobs, in arrival order (inert unless started).
+    pub cpu_pool: crate::cpu_pool::CpuPool,
     /// Client-assertion signatures already verified (assertions are reused for minutes).
     pub assertion_signatures: crate::entra::assertion::VerifiedSignatures,
     /// Rules from the world file and `--fault` flags, re-added on reset.
@@ -236,7 +236,7 @@ impl Core {
             graph: Default::default(),
             acs: Default::default(),
             presign: Default::default(),
-            signers: Default::default(),
+            cpu_pool: Default::default(),
             assertion_signatures: Default::default(),
             initial_faults,
             directory: RwLock::new(initial.clone()),

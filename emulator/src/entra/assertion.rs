@@ -7,7 +7,7 @@ use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use super::errors::{format_precise, AadError};
-use crate::jose::{self, JwsAlg, MalformedJws};
+use crate::jose::{self, JwsAlg, MalformedJws, ParsedJws};
 use crate::pki::CertInfo;
 use crate::state::RegisteredCertificate;
 
@@ -74,8 +74,7 @@ pub struct ValidAssertion {
 }
 
 /// The decoded header and claims of an assertion (never the signature), for the journal.
-pub fn describe(assertion: &str) -> Option<Box<serde_json::value::RawValue>> {
-    let jws = jose::parse_compact(assertion).ok()?;
+pub fn describe(jws: &ParsedJws) -> Option<Box<serde_json::value::RawValue>> {
     serde_json::value::to_raw_value(&json!({"header": jws.header, "claims": jws.claims})).ok()
 }
 
@@ -109,7 +108,16 @@ impl Thumbprint {
 }
 
 pub fn validate(assertion: &str, ctx: &AssertionContext<'_>) -> Result<ValidAssertion, AadError> {
-    let jws = jose::parse_compact(assertion).map_err(|e| match e {
+    validate_parsed(jose::parse_compact(assertion), ctx)
+}
+
+/// [`validate`] of an assertion the caller already split and decoded (the token endpoint
+/// decodes it once, for the journal and for the checks).
+pub fn validate_parsed(
+    parsed: Result<ParsedJws, MalformedJws>,
+    ctx: &AssertionContext<'_>,
+) -> Result<ValidAssertion, AadError> {
+    let jws = parsed.map_err(|e| match e {
         MalformedJws::NotThreeSegments
         | MalformedJws::BadBase64
         | MalformedJws::HeaderNotJsonObject

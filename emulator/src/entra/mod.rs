@@ -12,7 +12,6 @@ pub mod managed_identity;
 pub mod mint;
 pub mod pages;
 pub mod presign;
-pub mod signers;
 pub mod token;
 pub mod user_grants;
 

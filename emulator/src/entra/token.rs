@@ -287,7 +287,7 @@ impl PendingAppOnly {
         } = *self;
         let token = match core.presign.take(&recipe, &key, now) {
             Some(token) => token,
-            None => core.signers.mint(recipe, key, now).await.map_err(|e| {
+            None => core.cpu_pool.mint(recipe, key, now).await.map_err(|e| {
                 AadError::with_message(9002313, format!("Token signing failed: {e}"))
             })?,
         };
@@ -370,7 +370,8 @@ fn authenticate(
         return Err(AadError::new(700025, &[]));
     }
     if let Some(assertion) = assertion {
-        outcome.assertion = assertion::describe(assertion);
+        let parsed = crate::jose::parse_compact(assertion);
+        outcome.assertion = parsed.as_ref().ok().and_then(assertion::describe);
         if form.get("client_assertion_type") != Some(JWT_BEARER) {
             return Err(AadError::new(900144, &["client_assertion_type"]));
         }
@@ -383,7 +384,7 @@ fn authenticate(
             skew: core.settings.clock_skew,
             verified: Some(&core.assertion_signatures),
         };
-        assertion::validate(assertion, &ctx)?;
+        assertion::validate_parsed(parsed, &ctx)?;
         return Ok(ClientAuth::Certificate);
     }
     let Some(secret) = secret else {

@@ -86,8 +86,10 @@ pub enum BodyError {
 /// On a multi-threaded runtime the worker's other tasks move to another thread meanwhile
 /// (`block_in_place`), so reading and answering other connections goes on: the emulator
 /// runs fewer async workers than CPUs (see `main.rs`), and one of them stalled for a
-/// millisecond would stall every connection it serves. Elsewhere (single-threaded test
-/// runtimes, plain threads) it just runs `work`.
+/// millisecond would stall every connection it serves. For work that allocates megabytes use
+/// [`crate::cpu_pool::CpuPool::run`] instead: every thread that ends up running it keeps its
+/// own malloc arena. Elsewhere (single-threaded test runtimes, plain threads) it just runs
+/// `work`.
 pub fn cpu_heavy<T>(work: impl FnOnce() -> T) -> T {
     use tokio::runtime::{Handle, RuntimeFlavor};
     match Handle::try_current() {

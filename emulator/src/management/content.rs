@@ -268,11 +268,28 @@ pub async fn blob(State(core): State<Arc<Core>>, req: Request<Body>) -> Response
         Ok(c) => c,
         Err(refused) => return refused.into_response(),
     };
-    let raw = parts.uri.path().rsplit('/').next().unwrap_or_default();
-    // Thousands of records rendered to JSON: milliseconds of CPU.
-    match crate::http::cpu_heavy(|| blob_body(&core, &call, raw)) {
-        Ok(body) => ok_json(&call, body),
-        Err(e) => call.fail(e),
+    let raw = parts
+        .uri
+        .path()
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    // Thousands of records rendered to JSON: milliseconds of CPU, megabytes of memory.
+    let worker_core = core.clone();
+    let now = call.now;
+    let rendered = core
+        .cpu_pool
+        .run(move || {
+            let body = blob_body(&worker_core, &call, &raw);
+            (call, body)
+        })
+        .await;
+    match rendered {
+        Some((call, Ok(body))) => ok_json(&call, body),
+        Some((call, Err(e))) => call.fail(e),
+        // Only a bug gets here (the rendering panicked): the service's own internal error.
+        None => AfError::new("AF50000", &[]).render(now),
     }
 }
 

@@ -1,20 +1,24 @@
-//! Signing in arrival order: an app-only token that has to be signed on request (none was
-//! signed ahead) while another signature is already running is queued to a few signing
-//! threads, first come first served, instead of being signed on the async worker that read
-//! the request.
+//! Threads for the CPU-heavy part of requests, first come first served: app-only token
+//! signatures that could not be signed ahead, and Management content blobs.
 //!
-//! Why: under load nearly all of a token request's time is its RSA signature (about a
-//! millisecond). Signed inline, a busy async worker runs signatures back to back and polls
-//! for new requests only between batches, so some requests wait several batches: measured at
-//! 64 connections, p99 was 1.7-1.8 x p50. A fair semaphore around inline signing did not
-//! help (the worker still runs one signature after another without polling). With the
+//! Why signatures: under load nearly all of a token request's time is its RSA signature
+//! (about a millisecond). Signed inline, a busy async worker runs signatures back to back and
+//! polls for new requests only between batches, so some requests wait several batches:
+//! measured at 64 connections, p99 was 1.7-1.8 x p50. A fair semaphore around inline signing
+//! did not help (the worker still runs one signature after another without polling). With the
 //! signatures on their own threads the async workers read every request as it comes, the
 //! queue holds them in arrival order, and p99 came to 1.2-1.3 x p50 at the same throughput.
+//! A signature that finds no other work in flight is signed inline: handing it to a thread
+//! costs two wake-ups, and at one connection a wake-up that missed its CPU showed as a 4 ms
+//! (one scheduler tick) p99.
 //!
-//! A request that finds no signature running is signed inline: handing it to a thread costs
-//! two wake-ups, and at one connection a wake-up that missed its CPU showed as a 4 ms (one
-//! scheduler tick) p99. When the pool is not running (a core that was never started, or
-//! stopped), every token is signed inline, as before.
+//! Why blobs: a blob of a busy feed is thousands of records, megabytes of JSON, milliseconds
+//! of CPU. On the async workers it would stall every connection they serve; moved off them
+//! with `block_in_place` it ran on ever new threads, each keeping its own malloc arena (peak
+//! RSS 114 MiB against 47 MiB). Here it runs on the same few threads.
+//!
+//! When the pool is not running (a core that was never started, or stopped), the work runs
+//! inline, as before.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -23,33 +27,33 @@ use std::sync::{Arc, Condvar, Mutex};
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
-use super::mint::{AppOnlyRecipe, MintedToken};
+use crate::entra::mint::{AppOnlyRecipe, MintedToken};
 use crate::jose::JoseError;
 use crate::signing::SigningKey;
 
-struct Job {
-    recipe: AppOnlyRecipe,
-    key: Arc<SigningKey>,
-    now: OffsetDateTime,
-    reply: oneshot::Sender<Result<MintedToken, JoseError>>,
-}
+/// Queued work; it is handed the in-flight count and gives it back before it answers, so the
+/// caller never sees its own job still in flight.
+type Job = Box<dyn FnOnce(InFlight<'_>) + Send>;
 
 #[derive(Default)]
 struct Queue {
     jobs: VecDeque<Job>,
     stop: bool,
+    /// Threads waiting for a job: under load none is, and the wake-up (a futex call) is
+    /// skipped.
+    idle: usize,
 }
 
 #[derive(Default)]
 struct Shared {
     queue: Mutex<Queue>,
     ready: Condvar,
-    /// Signatures running or queued, inline ones included.
+    /// Jobs running or queued, inline signatures included.
     in_flight: AtomicUsize,
 }
 
-/// Counts one signature in flight until dropped (also when a signature panics).
-struct InFlight<'a>(&'a AtomicUsize);
+/// Counts one job in flight until dropped (also when the job panics).
+pub struct InFlight<'a>(&'a AtomicUsize);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
@@ -57,23 +61,23 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// The signing threads and their queue (inert until [`SignerPool::start`]).
+/// The threads and their queue (inert until [`CpuPool::start`]).
 #[derive(Default)]
-pub struct SignerPool {
+pub struct CpuPool {
     shared: Arc<Shared>,
     running: AtomicBool,
 }
 
-impl std::fmt::Debug for SignerPool {
+impl std::fmt::Debug for CpuPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SignerPool")
+        f.debug_struct("CpuPool")
             .field("running", &self.is_running())
             .finish_non_exhaustive()
     }
 }
 
-impl SignerPool {
-    /// Starts `threads` signing threads (at least one). A second call does nothing.
+impl CpuPool {
+    /// Starts `threads` threads (at least one). A second call does nothing.
     pub fn start(&self, threads: usize) {
         if self.running.swap(true, Ordering::SeqCst) {
             return;
@@ -82,11 +86,11 @@ impl SignerPool {
         for i in 0..threads.max(1) {
             let shared = self.shared.clone();
             let spawned = std::thread::Builder::new()
-                .name(format!("m365-sign-{i}"))
+                .name(format!("m365-cpu-{i}"))
                 .spawn(move || serve(&shared));
             match spawned {
                 Ok(_) => started += 1,
-                Err(e) => tracing::debug!("cannot start signing thread {i}: {e}"),
+                Err(e) => tracing::debug!("cannot start CPU pool thread {i}: {e}"),
             }
         }
         if started == 0 {
@@ -94,7 +98,7 @@ impl SignerPool {
         }
     }
 
-    /// Stops the threads once they have signed what is queued; later calls sign inline.
+    /// Stops the threads once they have run what is queued; later work runs inline.
     pub fn stop(&self) {
         self.running.store(false, Ordering::SeqCst);
         let mut q = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
@@ -107,9 +111,9 @@ impl SignerPool {
         self.running.load(Ordering::SeqCst)
     }
 
-    /// Mints `recipe` at `now` with `key`: inline when no other signature is in flight (or the
-    /// pool is not running), else on a signing thread in arrival order. The token is the same
-    /// either way.
+    /// Mints `recipe` at `now` with `key`: inline when nothing else is in flight (or the pool
+    /// is not running), else on a pool thread in arrival order. The token is the same either
+    /// way.
     pub async fn mint(
         &self,
         recipe: AppOnlyRecipe,
@@ -123,40 +127,71 @@ impl SignerPool {
             return recipe.mint(&key, now);
         }
         let (reply, answer) = oneshot::channel();
-        let job = Job {
-            recipe,
-            key,
-            now,
-            reply,
-        };
-        {
-            let mut q = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
-            if q.stop {
-                drop(q);
-                let _counted = InFlight(in_flight);
-                return job.recipe.mint(&job.key, job.now);
+        let job: Job = Box::new(move |counted| {
+            // A caller that went away (connection closed) no longer needs its token.
+            if reply.is_closed() {
+                return;
             }
-            q.jobs.push_back(job);
-        }
-        self.shared.ready.notify_one();
-        // The threads drain the queue before they stop, so no answer means one panicked.
+            let token = recipe.mint(&key, now);
+            drop(counted);
+            let _ = reply.send(token);
+        });
+        self.queue(job).await;
+        // The threads drain the queue before they stop, so no answer means a job panicked.
         answer.await.unwrap_or(Err(JoseError::Sign))
     }
 
-    /// Signatures running or queued right now (tests: zero once every request is answered).
+    /// Runs `work` on a pool thread in arrival order (inline when the pool is not running);
+    /// `None` if it panicked.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Option<T> {
+        self.shared.in_flight.fetch_add(1, Ordering::AcqRel);
+        if !self.is_running() {
+            let _counted = InFlight(&self.shared.in_flight);
+            return Some(work());
+        }
+        let (reply, answer) = oneshot::channel();
+        let job: Job = Box::new(move |counted| {
+            let out = work();
+            drop(counted);
+            let _ = reply.send(out);
+        });
+        self.queue(job).await;
+        answer.await.ok()
+    }
+
+    /// Queues `job` (already counted in flight), or runs it here when the pool has stopped.
+    async fn queue(&self, job: Job) {
+        let someone_idle = {
+            let mut q = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+            if q.stop {
+                drop(q);
+                job(InFlight(&self.shared.in_flight));
+                return;
+            }
+            q.jobs.push_back(job);
+            q.idle > 0
+        };
+        if someone_idle {
+            self.shared.ready.notify_one();
+        }
+    }
+
+    /// Jobs running or queued right now (tests: zero once every request is answered).
     pub fn in_flight(&self) -> usize {
         self.shared.in_flight.load(Ordering::Acquire)
     }
 }
 
-impl Drop for SignerPool {
+impl Drop for CpuPool {
     fn drop(&mut self) {
         self.stop();
     }
 }
 
-/// One signing thread: takes the oldest job, signs, answers; exits on stop once the queue is
-/// empty.
+/// One pool thread: takes the oldest job and runs it; exits on stop once the queue is empty.
 fn serve(shared: &Shared) {
     loop {
         let job = {
@@ -168,18 +203,14 @@ fn serve(shared: &Shared) {
                 if q.stop {
                     return;
                 }
+                q.idle += 1;
                 q = shared.ready.wait(q).unwrap_or_else(|e| e.into_inner());
+                q.idle -= 1;
             }
         };
+        // A panicking job must not take the thread with it (its caller sees no answer).
         let counted = InFlight(&shared.in_flight);
-        // A caller that went away (connection closed) no longer needs its token.
-        if job.reply.is_closed() {
-            continue;
-        }
-        let token = job.recipe.mint(&job.key, job.now);
-        // Counted out before the caller hears back, so it never sees its own job in flight.
-        drop(counted);
-        let _ = job.reply.send(token);
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(counted)));
     }
 }
 
@@ -225,7 +256,7 @@ mod tests {
             SigningKeys::load_or_create(dir.path(), KeySource { seed: Some(5) }).expect("keys");
         let key = keys.active();
         let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).expect("time");
-        let pool = Arc::new(SignerPool::default());
+        let pool = Arc::new(CpuPool::default());
         let inline = pool
             .mint(recipe(&key), key.clone(), now)
             .await
@@ -273,5 +304,24 @@ mod tests {
         pool.shared.in_flight.fetch_add(1, Ordering::AcqRel);
         let after = pool.mint(recipe(&key), key.clone(), now).await;
         assert!(verifies(&key, &after.expect("stopped: signed inline")));
+    }
+
+    #[tokio::test]
+    async fn run_answers_in_order_survives_a_panic_and_runs_inline_when_stopped() {
+        let pool = Arc::new(CpuPool::default());
+        pool.start(1);
+        let on_pool = pool
+            .run(|| std::thread::current().name().map(str::to_string))
+            .await;
+        assert_eq!(on_pool, Some(Some("m365-cpu-0".to_string())));
+        let panicked = pool.run(|| -> u8 { panic!("a job that panics") }).await;
+        assert_eq!(panicked, None, "no answer, and the thread lives on");
+        assert_eq!(pool.run(|| 7).await, Some(7));
+        assert_eq!(pool.in_flight(), 0);
+        pool.stop();
+        let inline = pool
+            .run(|| std::thread::current().name().map(str::to_string))
+            .await;
+        assert_ne!(inline, Some(Some("m365-cpu-0".to_string())));
     }
 }
