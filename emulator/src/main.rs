@@ -210,7 +210,7 @@ fn serve(args: ServeArgs) -> Result<()> {
 /// CPU, `cpu_pool`) or leave their worker with `http::cpu_heavy`; the async workers
 /// only parse, check and answer. With as many workers as CPUs they kept parking and
 /// waking around every signature: at 64 connections on 2 vCPUs, 4.2 context switches per
-/// token with two workers against 1.0 with one, and 15 % fewer tokens per second.
+/// token with two workers against 1.0 with one, and about 10 % fewer tokens per second.
 fn async_workers() -> usize {
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     std::env::var("TOKIO_WORKER_THREADS")

@@ -37,18 +37,7 @@ fn ready(em: &Emulator) -> Vec<String> {
 
 /// A token request as the collector; returns the token and the response body.
 async fn token(http: &reqwest::Client, em: &Emulator) -> (String, Value) {
-    let (status, _, body) = post_form(
-        http,
-        &token_url_v2(em, CONTOSO),
-        &secret_form_v2(COLLECTOR, COLLECTOR_SECRET),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    let token = body["access_token"]
-        .as_str()
-        .expect("access_token")
-        .to_string();
-    (token, body)
+    secret_token_reply(http, em, CONTOSO).await
 }
 
 /// Checks a token as a client would: signature against the JWKS, claims, times.

@@ -212,38 +212,27 @@ impl AppOnlyRecipe {
         let mut put = |k: &str, v: Value| {
             c.insert(k.to_string(), v);
         };
+        // Claims in Entra's order; only the client's claims differ between versions.
+        put("aio", json!(opaque(48)));
         if version == 2 {
-            put("aio", json!(opaque(48)));
             put("azp", json!(self.client_id));
             put("azpacr", json!(self.acr));
-            put("idtyp", json!("app"));
-            put("oid", json!(oid));
-            put("rh", json!(format!("0.A{}.", opaque(40))));
-            if !self.roles.is_empty() {
-                put("roles", json!(self.roles));
-            }
-            put("sub", json!(oid));
-            put("tid", json!(tid));
-            put("uti", json!(uti));
-            put("ver", json!("2.0"));
         } else {
-            let iss = issuer_v1(tid);
-            put("aio", json!(opaque(48)));
             put("app_displayname", json!(self.display_name));
             put("appid", json!(self.client_id));
             put("appidacr", json!(self.acr));
-            put("idp", json!(iss));
-            put("idtyp", json!("app"));
-            put("oid", json!(oid));
-            put("rh", json!(format!("0.A{}.", opaque(40))));
-            if !self.roles.is_empty() {
-                put("roles", json!(self.roles));
-            }
-            put("sub", json!(oid));
-            put("tid", json!(tid));
-            put("uti", json!(uti));
-            put("ver", json!("1.0"));
+            put("idp", json!(issuer_v1(tid)));
         }
+        put("idtyp", json!("app"));
+        put("oid", json!(oid));
+        put("rh", json!(format!("0.A{}.", opaque(40))));
+        if !self.roles.is_empty() {
+            put("roles", json!(self.roles));
+        }
+        put("sub", json!(oid));
+        put("tid", json!(tid));
+        put("uti", json!(uti));
+        put("ver", json!(if version == 2 { "2.0" } else { "1.0" }));
         seal(key, &c, version, uti, iat, exp)
     }
 }

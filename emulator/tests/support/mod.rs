@@ -125,6 +125,15 @@ pub async fn get_json(
 
 /// A `client_credentials` token for the collector with its secret (v2 endpoint).
 pub async fn secret_token(client: &reqwest::Client, emulator: &Emulator, tenant: &str) -> String {
+    secret_token_reply(client, emulator, tenant).await.0
+}
+
+/// [`secret_token`] with the whole response body.
+pub async fn secret_token_reply(
+    client: &reqwest::Client,
+    emulator: &Emulator,
+    tenant: &str,
+) -> (String, Value) {
     let (status, _, body) = post_form(
         client,
         &token_url_v2(emulator, tenant),
@@ -132,10 +141,11 @@ pub async fn secret_token(client: &reqwest::Client, emulator: &Emulator, tenant:
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    body["access_token"]
+    let token = body["access_token"]
         .as_str()
         .expect("access_token")
-        .to_string()
+        .to_string();
+    (token, body)
 }
 
 /// A generated app certificate with its private key, read from the files the ready info names.
